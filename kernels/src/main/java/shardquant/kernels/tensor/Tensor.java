@@ -1,0 +1,220 @@
+package shardquant.kernels.tensor;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import shardquant.kernels.dtype.Bf16;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.dtype.F16;
+
+/**
+ * A host tensor: dtype, shape and contiguous row-major little-endian bytes (the safetensors layout).
+ * The bytes may be a view of a memory-mapped file; this class never copies them unless asked.
+ */
+public final class Tensor {
+  private final DType dtype;
+  private final long[] shape;
+  private final ByteBuffer data;
+
+  private Tensor(DType dtype, long[] shape, ByteBuffer data) {
+    this.dtype = dtype;
+    this.shape = shape.clone();
+    this.data = data.slice().order(ByteOrder.LITTLE_ENDIAN);
+  }
+
+  /** Wraps bytes (position to limit) without copying; their count must match dtype and shape. */
+  public static Tensor of(DType dtype, long[] shape, ByteBuffer data) {
+    long expected = numel(shape) * dtype.byteSize();
+    if (data.remaining() != expected) {
+      throw new IllegalArgumentException("tensor of " + dtype + " " + Arrays.toString(shape) + " needs "
+          + expected + " bytes, got " + data.remaining());
+    }
+    return new Tensor(dtype, shape, data);
+  }
+
+  public static Tensor allocate(DType dtype, long... shape) {
+    long bytes = numel(shape) * dtype.byteSize();
+    if (bytes > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("tensor of " + bytes + " bytes is too large for one host buffer");
+    }
+    return new Tensor(dtype, shape, ByteBuffer.allocate((int) bytes).order(ByteOrder.LITTLE_ENDIAN));
+  }
+
+  /** Stores float values into a floating dtype, rounding to nearest even. */
+  public static Tensor fromFloats(DType dtype, long[] shape, float[] values) {
+    checkCount(shape, values.length);
+    Tensor t = allocate(dtype, shape);
+    for (int i = 0; i < values.length; i++) {
+      t.setFloat(i, values[i]);
+    }
+    return t;
+  }
+
+  /** Stores integer values into an integer dtype; a value out of its range is an error. */
+  public static Tensor fromInts(DType dtype, long[] shape, int[] values) {
+    checkCount(shape, values.length);
+    Tensor t = allocate(dtype, shape);
+    for (int i = 0; i < values.length; i++) {
+      t.setInt(i, values[i]);
+    }
+    return t;
+  }
+
+  public DType dtype() {
+    return dtype;
+  }
+
+  public long[] shape() {
+    return shape.clone();
+  }
+
+  public int rank() {
+    return shape.length;
+  }
+
+  public long numel() {
+    return numel(shape);
+  }
+
+  public long rows() {
+    requireRank2();
+    return shape[0];
+  }
+
+  public long cols() {
+    requireRank2();
+    return shape[1];
+  }
+
+  /** The bytes, little-endian, position 0; a view, not a copy. */
+  public ByteBuffer bytes() {
+    return data.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+  }
+
+  public long byteSize() {
+    return data.capacity();
+  }
+
+  public float getFloat(long i) {
+    int at = byteIndex(i);
+    switch (dtype) {
+      case F32: return data.getFloat(at);
+      case BF16: return Bf16.toFloat(data.getShort(at));
+      case F16: return F16.toFloat(data.getShort(at));
+      default: return getInt(i);
+    }
+  }
+
+  public void setFloat(long i, float v) {
+    int at = byteIndex(i);
+    switch (dtype) {
+      case F32: data.putFloat(at, v); break;
+      case BF16: data.putShort(at, Bf16.fromFloat(v)); break;
+      case F16: data.putShort(at, F16.fromFloat(v)); break;
+      default: throw new IllegalStateException("setFloat on " + dtype + " tensor");
+    }
+  }
+
+  public int getInt(long i) {
+    int at = byteIndex(i);
+    switch (dtype) {
+      case I8: return data.get(at);
+      case U8: case BOOL: return data.get(at) & 0xFF;
+      case I16: return data.getShort(at);
+      case I32: return data.getInt(at);
+      case I64: return Math.toIntExact(data.getLong(at));
+      default: throw new IllegalStateException("getInt on " + dtype + " tensor");
+    }
+  }
+
+  public void setInt(long i, int v) {
+    if (v < dtype.minValue() || v > dtype.maxValue()) {
+      throw new IllegalArgumentException("value " + v + " at index " + i + " does not fit " + dtype);
+    }
+    int at = byteIndex(i);
+    switch (dtype) {
+      case I8: case U8: case BOOL: data.put(at, (byte) v); break;
+      case I16: data.putShort(at, (short) v); break;
+      case I32: data.putInt(at, v); break;
+      case I64: data.putLong(at, v); break;
+      default: throw new IllegalStateException("setInt on " + dtype + " tensor");
+    }
+  }
+
+  public float[] toFloats() {
+    float[] out = new float[Math.toIntExact(numel())];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = getFloat(i);
+    }
+    return out;
+  }
+
+  public int[] toInts() {
+    int[] out = new int[Math.toIntExact(numel())];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = getInt(i);
+    }
+    return out;
+  }
+
+  /** The same bytes seen with another shape of the same element count. */
+  public Tensor reshape(long... newShape) {
+    if (numel(newShape) != numel()) {
+      throw new IllegalArgumentException("cannot reshape " + Arrays.toString(shape) + " to " + Arrays.toString(newShape));
+    }
+    return new Tensor(dtype, newShape, data);
+  }
+
+  /** Rows [from, to) of the first dimension, as a view. */
+  public Tensor rowSlice(long from, long to) {
+    if (shape.length == 0 || from < 0 || to > shape[0] || from > to) {
+      throw new IllegalArgumentException("rows [" + from + ", " + to + ") outside tensor of shape " + Arrays.toString(shape));
+    }
+    long rowBytes = numel(shape) / Math.max(1, shape[0]) * dtype.byteSize();
+    long[] s = shape.clone();
+    s[0] = to - from;
+    ByteBuffer view = data.duplicate();
+    view.position(Math.toIntExact(from * rowBytes)).limit(Math.toIntExact(to * rowBytes));
+    return new Tensor(dtype, s, view);
+  }
+
+  public boolean contentEquals(Tensor other) {
+    return dtype == other.dtype && Arrays.equals(shape, other.shape) && bytes().equals(other.bytes());
+  }
+
+  @Override
+  public String toString() {
+    return dtype.torchName() + Arrays.toString(shape);
+  }
+
+  public static long numel(long[] shape) {
+    long n = 1;
+    for (long d : shape) {
+      if (d < 0) {
+        throw new IllegalArgumentException("negative dimension in shape " + Arrays.toString(shape));
+      }
+      n = Math.multiplyExact(n, d);
+    }
+    return n;
+  }
+
+  private static void checkCount(long[] shape, int count) {
+    if (numel(shape) != count) {
+      throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " holds " + numel(shape)
+          + " elements, got " + count + " values");
+    }
+  }
+
+  private int byteIndex(long i) {
+    if (i < 0 || i >= numel()) {
+      throw new IndexOutOfBoundsException("index " + i + " outside tensor of shape " + Arrays.toString(shape));
+    }
+    return (int) (i * dtype.byteSize());
+  }
+
+  private void requireRank2() {
+    if (shape.length != 2) {
+      throw new IllegalStateException("expected a 2-D tensor, got shape " + Arrays.toString(shape));
+    }
+  }
+}
