@@ -40,15 +40,27 @@ class GoldenRunnerTest {
     SafetensorsWriter.write(dir.resolve("a.safetensors"), tensors, Map.of());
     Files.writeString(dir.resolve("index.json"), "{\"cases\": ["
         + "{\"file\": \"a.safetensors\", \"kind\": \"no_such_kind\"},"
-        + "{\"file\": \"missing.safetensors\", \"kind\": \"affine\"}]}");
+        + "{\"file\": \"missing.safetensors\", \"kind\": \"toy\"},"
+        + "{\"file\": \"a.safetensors\", \"kind\": \"toy\"}]}");
+    GoldenKind comparesNothing = new GoldenKind() {
+      @Override
+      public String kind() {
+        return "toy";
+      }
+
+      @Override
+      public void check(GoldenCase c, GoldenReport r) {}
+    };
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
-    GoldenRunner.Result r = GoldenRunner.run(dir, new PrintStream(buf, true, StandardCharsets.UTF_8));
+    GoldenRunner.Result r = GoldenRunner.run(dir, new PrintStream(buf, true, StandardCharsets.UTF_8), k -> true,
+        java.util.List.of(comparesNothing));
     String out = buf.toString(StandardCharsets.UTF_8);
-    assertEquals(new GoldenRunner.Result(0, 2), r);
+    assertEquals(new GoldenRunner.Result(0, 3), r, out);
+    assertTrue(out.contains("FAIL a.safetensors [toy]: out: expected but never compared"), out);
     assertTrue(out.contains("FAIL a.safetensors [no_such_kind]: no checker for kind 'no_such_kind'"), out);
-    assertTrue(out.contains("FAIL missing.safetensors [affine]"), out);
+    assertTrue(out.contains("FAIL missing.safetensors [toy]"), out);
     assertTrue(out.contains("no such file"), out);
-    assertTrue(out.endsWith("golden: 0 passed, 2 failed\n"), out);
+    assertTrue(out.endsWith("golden: 0 passed, 3 failed\n"), out);
   }
 
   @Test
