@@ -55,7 +55,7 @@ public enum DType {
       case BF16:
         return Bf16.round(value);
       case F16:
-        return F16.round(value);
+        return shardquant.kernels.dtype.F16.round(value); // the class, not the enum constant F16
       default:
         throw new IllegalStateException(this + " is not a floating dtype");
     }

@@ -86,13 +86,28 @@ public final class AffineQuantRef {
 
   /** torchao's quantize_affine (INT), quantize_affine_no_zero_point (NONE) or _quantize_affine_tinygemm (FLOAT). */
   public static Tensor quantize(Tensor input, AffineSpec spec, QParams qparams) {
+    return quantize(input, spec, qparams, new long[Math.toIntExact(input.shape()[0])]);
+  }
+
+  /**
+   * {@link #quantize(Tensor, AffineSpec, QParams)}, also counting per row the elements whose code fell
+   * outside [quant_min, quant_max] before the clamp: the clipped fraction of verification.
+   */
+  public static Tensor quantize(Tensor input, AffineSpec spec, QParams qparams, long[] clippedPerRow) {
     float[] x = checkedValues(input, spec.block());
     long[] shape = input.shape();
+    if (clippedPerRow.length != shape[0]) {
+      throw new IllegalArgumentException("clipped counts for " + clippedPerRow.length + " rows, input has " + shape[0]);
+    }
     AffineElementwise ops = elementwise(input.dtype(), spec, qparams, shape);
     int[] q = new int[x.length];
     int cols = (int) shape[1];
     for (int i = 0; i < x.length; i++) {
-      q[i] = (int) ops.clamp(ops.unclamped(blockOf(i, cols, shape, spec.block()), x[i]));
+      float code = ops.unclamped(blockOf(i, cols, shape, spec.block()), x[i]);
+      if (!ops.inRange(code)) {
+        clippedPerRow[i / cols]++;
+      }
+      q[i] = (int) ops.clamp(code);
     }
     return Tensor.fromInts(spec.targetDtype(), shape, q);
   }

@@ -178,6 +178,22 @@ public final class Tensor {
     return new Tensor(dtype, s, view);
   }
 
+  /** A copy of the first {@code r} rows and {@code c} columns of a 2-D tensor (undoing zero padding). */
+  public Tensor topLeft(long r, long c) {
+    if (r > rows() || c > cols() || r < 0 || c < 0) {
+      throw new IllegalArgumentException("cannot take " + r + " x " + c + " from " + this);
+    }
+    if (r == rows() && c == cols()) {
+      return this;
+    }
+    Tensor out = allocate(dtype, r, c);
+    int rowBytes = Math.toIntExact(c * dtype.byteSize());
+    for (int i = 0; i < r; i++) {
+      out.data.put(i * rowBytes, data, Math.toIntExact(i * cols() * dtype.byteSize()), rowBytes);
+    }
+    return out;
+  }
+
   public boolean contentEquals(Tensor other) {
     return dtype == other.dtype && Arrays.equals(shape, other.shape) && bytes().equals(other.bytes());
   }

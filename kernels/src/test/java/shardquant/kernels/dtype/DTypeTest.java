@@ -70,6 +70,14 @@ class DTypeTest {
   }
 
   @Test
+  void dtypeRoundDelegatesToEachFormat() {
+    assertEquals(1.0f + 0x1p-10f, DType.F16.round(1.0f + 0x1p-10f));
+    assertEquals(1.0f, DType.BF16.round(1.0f + 0x1p-10f));
+    assertEquals(1.0f + 0x1p-20f, DType.F32.round(1.0f + 0x1p-20f));
+    assertThrows(IllegalStateException.class, () -> DType.I8.round(1f));
+  }
+
+  @Test
   void namesRoundTripAndUnknownNamesAreRejected() {
     for (DType d : DType.values()) {
       assertEquals(d, DType.fromSafetensors(d.safetensorsName()));

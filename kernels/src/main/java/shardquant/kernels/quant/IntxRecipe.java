@@ -1,0 +1,90 @@
+package shardquant.kernels.quant;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * {@code 8da4w} and {@code intx-weight-only}: torchao's {@code IntxUnpackedToInt8Tensor.from_hp}
+ * (torchao/quantization/quantize_/workflows/intx/intx_unpacked_to_int8_tensor.py): symmetric groupwise
+ * quantization to {@code bits}-bit codes stored unpacked as int8, scale in the weight's dtype, int8
+ * zero point. 8da4w adds int8 asymmetric per-token activation quantization at inference time, which
+ * changes only the metadata.
+ */
+final class IntxRecipe implements RecipeKernel {
+  static final IntxRecipe ACT_INT8 = new IntxRecipe("int8_asym_per_token");
+  static final IntxRecipe WEIGHT_ONLY = new IntxRecipe(null);
+
+  private final String activationQuantization;
+
+  private IntxRecipe(String activationQuantization) {
+    this.activationQuantization = activationQuantization;
+  }
+
+  static AffineSpec spec(QuantConfig c, DType dtype) {
+    int half = 1 << (c.bits() - 1);
+    return new AffineSpec(MappingType.SYMMETRIC, BlockSize.group(c.groupSize()), DType.I8, -half, half - 1,
+        AffineSpec.defaultEps(dtype), dtype, DType.I8, ZeroPointDomain.INT);
+  }
+
+  @Override
+  public long rowAlignment(long cols, QuantConfig c) {
+    return 1;
+  }
+
+  @Override
+  public String refusal(long rows, long cols, DType dtype, QuantConfig c) {
+    if (!dtype.isFloating()) {
+      return c.recipe().cliName() + " quantizes floating weights, got " + dtype.torchName();
+    }
+    if (cols % c.groupSize() != 0) {
+      return c.recipe().cliName() + " needs K to be a multiple of the group size " + c.groupSize() + ", got K = " + cols
+          + " (torchao does not pad this recipe); choose a group size that divides K";
+    }
+    return null;
+  }
+
+  @Override
+  public List<PartSpec> parts(long rows, long cols, DType dtype, QuantConfig c) {
+    long groups = cols / c.groupSize();
+    return List.of(
+        new PartSpec("qdata", DType.I8, new long[] {rows, cols}, 0),
+        new PartSpec("scale", dtype, new long[] {rows, groups}, 0),
+        new PartSpec("zero_point", DType.I8, new long[] {rows, groups}, 0));
+  }
+
+  @Override
+  public QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
+    AffineSpec spec = spec(c, rows.dtype());
+    QParams qp = AffineQuantRef.chooseQParams(rows, spec);
+    long[] clipped = new long[Math.toIntExact(rows.rows())];
+    Tensor q = AffineQuantRef.quantize(rows, spec, qp, clipped);
+    Verify.addRows(stats, rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
+    long[] groups = {rows.rows(), rows.cols() / c.groupSize()};
+    Map<String, Tensor> parts = new LinkedHashMap<>();
+    parts.put("qdata", q);
+    parts.put("scale", qp.scale().reshape(groups));
+    parts.put("zero_point", qp.zeroPoint().reshape(groups));
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+  }
+
+  @Override
+  public Tensor dequantize(QuantizedTensor q, DType out) {
+    AffineSpec spec = spec(q.config(), q.originalDType());
+    return AffineQuantRef.dequantize(q.part("qdata"), spec, new QParams(q.part("scale"), q.part("zero_point")), out);
+  }
+
+  @Override
+  public ObjectNode torchaoData(long[] shape, DType dtype, QuantConfig c) {
+    ObjectNode data = TorchaoMetadata.JSON.objectNode();
+    data.set("target_dtype", TorchaoMetadata.dtype("int" + c.bits()));
+    data.set("block_size", TorchaoMetadata.ints(1, c.groupSize()));
+    data.set("dtype", TorchaoMetadata.dtype(dtype.torchName()));
+    data.put("activation_quantization", activationQuantization);
+    return data;
+  }
+}

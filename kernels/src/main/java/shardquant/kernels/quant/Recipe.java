@@ -1,0 +1,104 @@
+package shardquant.kernels.quant;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.function.Supplier;
+
+/**
+ * The one table of recipes: each row names a recipe as users ask for it, the torchao tensor subclass
+ * and stored parts it corresponds to (DESIGN.md, "Recipes"), the group sizes and bit widths it takes,
+ * and the class that implements it. Adding a recipe touches this table and that class only.
+ */
+public enum Recipe {
+  INT4_TILE_PACKED("int4-tile-packed", "Int4TilePackedTo4dTensor", List.of("qdata", "scale_and_zero"),
+      new int[] {32, 64, 128, 256}, 128, 4, false, () -> Int4TilePackedRecipe.INSTANCE),
+  INT4_CPU("int4-cpu", "Int4OpaqueTensor", List.of("qdata", "scale_and_zero"),
+      new int[] {32, 64, 128, 256}, 128, 4, false, () -> Int4CpuRecipe.INSTANCE),
+  INT8_DYN_ACT_INT4_WEIGHT("8da4w", "IntxUnpackedToInt8Tensor", List.of("qdata", "scale", "zero_point"),
+      new int[] {32, 64, 128, 256}, 32, 4, false, () -> IntxRecipe.ACT_INT8),
+  INTX_WEIGHT_ONLY("intx-weight-only", "IntxUnpackedToInt8Tensor", List.of("qdata", "scale", "zero_point"),
+      new int[] {32, 64, 128, 256}, 32, 4, true, () -> IntxRecipe.WEIGHT_ONLY),
+  INT8_WEIGHT_ONLY("int8-weight-only", "Int8Tensor", List.of("zero_point", "qdata", "scale"),
+      new int[0], 0, 8, false, () -> Int8Recipe.WEIGHT_ONLY),
+  INT8_DYNAMIC("int8-dynamic", "Int8Tensor", List.of("zero_point", "qdata", "scale"),
+      new int[0], 0, 8, false, () -> Int8Recipe.DYNAMIC),
+  NF4("nf4", "NF4Tensor", List.of("quantized_data", "scaler_mean", "quantization_factor", "quantized_scalers", "nf4"),
+      new int[] {64}, 64, 4, false, () -> Nf4Recipe.INSTANCE);
+
+  private final String cliName;
+  private final String torchaoType;
+  private final List<String> dataNames;
+  private final int[] groupSizes;
+  private final int defaultGroupSize;
+  private final int defaultBits;
+  private final boolean bitsChoosable;
+  private final Supplier<RecipeKernel> kernel;
+
+  Recipe(String cliName, String torchaoType, List<String> dataNames, int[] groupSizes, int defaultGroupSize,
+      int defaultBits, boolean bitsChoosable, Supplier<RecipeKernel> kernel) {
+    this.cliName = cliName;
+    this.torchaoType = torchaoType;
+    this.dataNames = dataNames;
+    this.groupSizes = groupSizes;
+    this.defaultGroupSize = defaultGroupSize;
+    this.defaultBits = defaultBits;
+    this.bitsChoosable = bitsChoosable;
+    this.kernel = kernel;
+  }
+
+  /** The name on the command line ({@code --recipe int4-tile-packed}). */
+  public String cliName() {
+    return cliName;
+  }
+
+  /** torchao's tensor subclass, the {@code _type} of the stored metadata. */
+  public String torchaoType() {
+    return torchaoType;
+  }
+
+  /** torchao's {@code _tensor_data_names}, in its order: stored as {@code a.b._weight_<name>}. */
+  public List<String> dataNames() {
+    return dataNames;
+  }
+
+  public boolean groupwise() {
+    return groupSizes.length > 0;
+  }
+
+  public int defaultGroupSize() {
+    return defaultGroupSize;
+  }
+
+  public int defaultBits() {
+    return defaultBits;
+  }
+
+  public boolean bitsChoosable() {
+    return bitsChoosable;
+  }
+
+  public RecipeKernel kernel() {
+    return kernel.get();
+  }
+
+  void checkParams(int groupSize, int bits) {
+    if (groupwise() ? Arrays.stream(groupSizes).noneMatch(g -> g == groupSize) : groupSize != 0) {
+      throw new IllegalArgumentException("recipe " + cliName + " takes group size "
+          + (groupwise() ? "one of " + Arrays.toString(groupSizes) : "none (it is per channel)") + ", got " + groupSize);
+    }
+    if (bitsChoosable ? bits < 1 || bits > 8 : bits != defaultBits) {
+      throw new IllegalArgumentException("recipe " + cliName + " takes "
+          + (bitsChoosable ? "1 to 8 bits" : "only " + defaultBits + " bits") + ", got " + bits);
+    }
+  }
+
+  public static Recipe fromCliName(String name) {
+    for (Recipe r : values()) {
+      if (r.cliName.equals(name)) {
+        return r;
+      }
+    }
+    throw new IllegalArgumentException("unknown recipe '" + name + "'; choose one of "
+        + Arrays.stream(values()).map(Recipe::cliName).toList());
+  }
+}

@@ -1,0 +1,36 @@
+package shardquant.kernels.quant;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.List;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * What one recipe does, on the reference (scalar) backend. Quantizing rows [a, b) of a tensor gives
+ * exactly that row slice of quantizing the whole tensor (DESIGN.md, "FSDP-style composability"), so
+ * the job may cut a tensor anywhere {@link #rowAlignment} allows.
+ */
+public interface RecipeKernel {
+  /** Shards of a tensor with {@code cols} columns start at multiples of this many rows. */
+  long rowAlignment(long cols, QuantConfig c);
+
+  /** Why a [rows, cols] tensor of {@code dtype} cannot take this recipe (a sentence), or null if it can. */
+  String refusal(long rows, long cols, DType dtype, QuantConfig c);
+
+  /** The stored parts of a [rows, cols] tensor (or row shard), in torchao's order. */
+  List<PartSpec> parts(long rows, long cols, DType dtype, QuantConfig c);
+
+  /**
+   * Quantizes a 2-D row shard. {@code global} carries the tensor-wide statistics a recipe needs from a
+   * first pass (NF4's scaler mean); recipes without one ignore it. Adds the shard's verification sums
+   * to {@code stats}.
+   */
+  QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats);
+
+  /** torchao's dequantization of the stored parts, rounded into {@code out}. */
+  Tensor dequantize(QuantizedTensor q, DType out);
+
+  /** The {@code _data} torchao stores for a tensor of this shape and dtype (its constructor's non-tensor arguments). */
+  ObjectNode torchaoData(long[] shape, DType dtype, QuantConfig c);
+}

@@ -1,0 +1,114 @@
+package shardquant.kernels.quant;
+
+import com.fasterxml.jackson.core.io.JsonStringEncoder;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.Iterator;
+import java.util.Map;
+import shardquant.kernels.dtype.DType;
+
+/**
+ * The per-tensor metadata torchao's safetensors support writes
+ * ({@code torchao/prototype/safetensors/safetensors_support.py}, {@code flatten_tensor_state_dict}):
+ * {@code {"_type", "_data", "_tensor_data_names"}} as Python's {@code json.dumps} prints it, with
+ * {@code ", "} and {@code ": "} separators and non-ASCII escaped, so the bytes match torchao's files.
+ */
+public final class TorchaoMetadata {
+  static final JsonNodeFactory JSON = JsonNodeFactory.instance;
+
+  private TorchaoMetadata() {}
+
+  /** The metadata value for a quantized tensor. */
+  public static String quantized(QuantConfig c, long[] shape, DType dtype) {
+    ObjectNode root = JSON.objectNode();
+    root.put("_type", c.recipe().torchaoType());
+    root.set("_data", c.recipe().kernel().torchaoData(shape, dtype, c));
+    c.recipe().dataNames().forEach(root.putArray("_tensor_data_names")::add);
+    return pythonJson(root);
+  }
+
+  /** The metadata value for a tensor kept in high precision. */
+  public static String plain() {
+    return "{\"_type\": \"Tensor\"}";
+  }
+
+  /** torchao's encoding of a {@code torch.dtype} value. */
+  static ObjectNode dtype(String torchName) {
+    ObjectNode n = JSON.objectNode();
+    n.put("_type", "torch.dtype");
+    n.put("_data", torchName);
+    return n;
+  }
+
+  static ObjectNode blockAndShape(int[] blockSize, long[] shape) {
+    ObjectNode data = JSON.objectNode();
+    data.set("block_size", ints(blockSize));
+    data.set("shape", longs(shape));
+    return data;
+  }
+
+  static JsonNode ints(int... values) {
+    var a = JSON.arrayNode();
+    for (int v : values) {
+      a.add(v);
+    }
+    return a;
+  }
+
+  static JsonNode longs(long... values) {
+    var a = JSON.arrayNode();
+    for (long v : values) {
+      a.add(v);
+    }
+    return a;
+  }
+
+  /** Serializes as Python's {@code json.dumps(obj)} with its defaults. */
+  public static String pythonJson(JsonNode node) {
+    StringBuilder sb = new StringBuilder();
+    write(node, sb);
+    return sb.toString();
+  }
+
+  private static void write(JsonNode node, StringBuilder sb) {
+    if (node.isObject()) {
+      sb.append('{');
+      boolean first = true;
+      for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
+        Map.Entry<String, JsonNode> e = it.next();
+        sb.append(first ? "" : ", ");
+        first = false;
+        string(e.getKey(), sb);
+        sb.append(": ");
+        write(e.getValue(), sb);
+      }
+      sb.append('}');
+    } else if (node.isArray()) {
+      sb.append('[');
+      for (int i = 0; i < node.size(); i++) {
+        sb.append(i == 0 ? "" : ", ");
+        write(node.get(i), sb);
+      }
+      sb.append(']');
+    } else if (node.isTextual()) {
+      string(node.textValue(), sb);
+    } else if (node.isNull()) {
+      sb.append("null");
+    } else {
+      sb.append(node.asText()); // numbers and booleans print alike in JSON and Python
+    }
+  }
+
+  private static void string(String s, StringBuilder sb) {
+    sb.append('"');
+    for (char ch : JsonStringEncoder.getInstance().quoteAsString(s)) {
+      if (ch > 0x7E) {
+        sb.append(String.format("\\u%04x", (int) ch));
+      } else {
+        sb.append(ch);
+      }
+    }
+    sb.append('"');
+  }
+}

@@ -1,0 +1,128 @@
+package shardquant.kernels.quant;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Map;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/** Row-sharded quantization equals whole-tensor quantization, for every recipe, on awkward shapes. */
+class RecipeShardingTest {
+  static Stream<Arguments> cases() {
+    return Stream.of(
+        Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 128, 4), 100, 384, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 32, 4), 24, 1024, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT4_CPU, 64, 4), 208, 256, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT8_DYN_ACT_INT4_WEIGHT, 32, 4), 37, 96, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT8_DYN_ACT_INT4_WEIGHT, 64, 4), 20, 128, DType.F32),
+        Arguments.of(new QuantConfig(Recipe.INTX_WEIGHT_ONLY, 32, 2), 19, 64, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INTX_WEIGHT_ONLY, 128, 8), 9, 256, DType.F16),
+        Arguments.of(new QuantConfig(Recipe.INT8_WEIGHT_ONLY, 0, 8), 33, 70, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT8_DYNAMIC, 0, 8), 17, 33, DType.F32),
+        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 96, 512, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 64, 768, DType.F32));
+  }
+
+  @ParameterizedTest(name = "{0} {1}x{2} {3}")
+  @MethodSource("cases")
+  void rowShardsJoinToTheWholeTensor(QuantConfig c, int rows, int cols, DType dtype) {
+    Tensor w = weights(rows, cols, dtype, rows * 31L + cols);
+    RecipeKernel k = c.recipe().kernel();
+    assertNull(k.refusal(rows, cols, dtype, c));
+    GlobalStats global = c.recipe() == Recipe.NF4
+        ? new GlobalStats(Nf4Ref.scalerMean(dtype, Nf4Ref.blockAbsmax(w))) : GlobalStats.NONE;
+    QuantStats wholeStats = new QuantStats();
+    QuantizedTensor whole = k.quantize(w, c, global, wholeStats);
+    long align = k.rowAlignment(cols, c);
+    for (long shardRows : new long[] {align, 3 * align}) {
+      QuantStats shardStats = new QuantStats();
+      Map<String, Tensor> joined = RowShards.quantizeInShards(w, c, global, shardRows, shardStats);
+      joined.forEach((name, t) -> RecipeFormatsGoldenTest.assertBytes(whole.part(name), t,
+          c + " shards of " + shardRows + " rows: " + name));
+      assertEquals(wholeStats, shardStats, "verification sums combine exactly");
+    }
+    for (PartSpec spec : k.parts(rows, cols, dtype, c)) {
+      assertTrue(java.util.Arrays.equals(spec.shape(), whole.part(spec.name()).shape()), spec.toString());
+      assertEquals(spec.dtype(), whole.part(spec.name()).dtype(), spec.toString());
+    }
+    Tensor dq = whole.dequantize(dtype);
+    assertEquals(java.util.Arrays.toString(w.shape()), java.util.Arrays.toString(dq.shape()));
+    assertTrue(wholeStats.sqnrDb() > (c.bits() >= 4 ? 9 : 2), c + ": " + wholeStats);
+    assertEquals(0, wholeStats.nonFinite());
+  }
+
+  @Test
+  void movingToADeviceMovesEveryPartAndNeverDequantizes() {
+    QuantConfig c = QuantConfig.of(Recipe.INT4_TILE_PACKED);
+    QuantizedTensor q = c.recipe().kernel().quantize(weights(16, 256, DType.BF16, 5), c, GlobalStats.NONE, new QuantStats());
+    Device other = new Device() {
+      @Override
+      public String name() {
+        return "other";
+      }
+
+      @Override
+      public Tensor copyIn(Tensor t) {
+        return Device.HOST.copyIn(t);
+      }
+    };
+    QuantizedTensor moved = q.to(other);
+    assertEquals("other", moved.device().name());
+    assertEquals(q.parts().keySet(), moved.parts().keySet());
+    q.parts().forEach((name, t) -> {
+      assertNotSame(t, moved.part(name));
+      assertTrue(t.contentEquals(moved.part(name)), name);
+    });
+    assertThrows(IllegalStateException.class, () -> moved.dequantize(DType.BF16));
+    QuantizedTensor back = moved.to(Device.HOST);
+    assertTrue(back.dequantize(DType.BF16).contentEquals(q.dequantize(DType.BF16)));
+  }
+
+  @Test
+  void recipesRefuseShapesTheyCannotTakeWithTheReason() {
+    assertNotNull(Recipe.INT4_CPU.kernel().refusal(40, 256, DType.BF16, QuantConfig.of(Recipe.INT4_CPU)));
+    String r = Recipe.INT8_DYN_ACT_INT4_WEIGHT.kernel().refusal(8, 100, DType.BF16, QuantConfig.of(Recipe.INT8_DYN_ACT_INT4_WEIGHT));
+    assertTrue(r.contains("K = 100") && r.contains("32"), r);
+    assertTrue(Recipe.INT4_TILE_PACKED.kernel().refusal(8, 256, DType.F32, QuantConfig.of(Recipe.INT4_TILE_PACKED))
+        .contains("bfloat16"));
+    assertTrue(Recipe.NF4.kernel().refusal(3, 100, DType.BF16, QuantConfig.of(Recipe.NF4)).contains("16384"));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new QuantConfig(Recipe.INT4_TILE_PACKED, 48, 4));
+    assertTrue(e.getMessage().contains("48"), e.getMessage());
+    assertThrows(IllegalArgumentException.class, () -> new QuantConfig(Recipe.INTX_WEIGHT_ONLY, 32, 9));
+    assertThrows(IllegalArgumentException.class, () -> Recipe.fromCliName("int3"));
+  }
+
+  /** Gaussian weights with the golden edge rows: zeros, a constant, all negative, tiny, 40x larger. */
+  static Tensor weights(int rows, int cols, DType dtype, long seed) {
+    Random r = new Random(seed);
+    float[] v = new float[rows * cols];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        float g = (float) r.nextGaussian() * 0.02f;
+        switch (i % 7) {
+          case 1: g = 0; break;
+          case 2: g = 0.0123f; break;
+          case 3: g = -Math.abs(g) - 1e-3f; break;
+          case 4: g = g * 1e-6f; break;
+          case 5: g = g * 40; break;
+          default: break;
+        }
+        v[i * cols + j] = r.nextInt(200) == 0 ? g * 30 : g;
+      }
+    }
+    return Tensor.fromFloats(dtype, new long[] {rows, cols}, v);
+  }
+}
