@@ -55,8 +55,9 @@ final class Int4TilePackedRecipe implements RecipeKernel {
     int k = Math.toIntExact(roundUp(rows.cols(), K_MULTIPLE));
     TinygemmInt4.Codes q = TinygemmInt4.quantize(TinygemmInt4.zeroPad(rows, n, k), rows.rows(), rows.cols(), c, stats);
     Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("qdata", Tensor.fromInts(DType.I32, TensorCoreTiledInt4Layout.packedShape(n, k, INNER_K_TILES),
-        TensorCoreTiledInt4Layout.pack(q.codes(), n, k, INNER_K_TILES)));
+    int[] words = TensorCoreTiledInt4Layout.pack(q.codes(), n, k, INNER_K_TILES);
+    Verify.roundTrip("tile-packed qdata", q.codes(), TensorCoreTiledInt4Layout.unpack(words, n, k, INNER_K_TILES));
+    parts.put("qdata", Tensor.fromInts(DType.I32, TensorCoreTiledInt4Layout.packedShape(n, k, INNER_K_TILES), words));
     parts.put("scale_and_zero", TinygemmScaleZero.pack(q.scale(), q.zero()));
     return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
   }
