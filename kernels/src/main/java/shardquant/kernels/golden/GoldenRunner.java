@@ -21,7 +21,7 @@ import shardquant.kernels.safetensors.SafetensorsFile;
  */
 public final class GoldenRunner {
   /** Every kind shardquant can check; a case of any other kind fails as unknown. */
-  static final List<GoldenKind> KINDS = List.of(new AffineKind());
+  static final List<GoldenKind> KINDS = List.of(new AffineKind(), new QatFakeQuantKind());
 
   /** Tensors a case gives as inputs rather than expects as outputs (golden README). */
   private static final Set<String> INPUTS = Set.of("w", "x", "grad_out");
