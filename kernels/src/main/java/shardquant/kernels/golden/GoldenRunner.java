@@ -21,7 +21,8 @@ import shardquant.kernels.safetensors.SafetensorsFile;
  */
 public final class GoldenRunner {
   /** Every kind shardquant can check; a case of any other kind fails as unknown. */
-  static final List<GoldenKind> KINDS = List.of(new TinygemmInt4Kind(), new AffineKind(), new Nf4Kind());
+  static final List<GoldenKind> KINDS =
+      List.of(new TinygemmInt4Kind(), new AffineKind(), new Nf4Kind(), new QatFakeQuantKind());
 
   /** Tensors a case gives as inputs rather than expects as outputs (golden README). */
   private static final Set<String> INPUTS = Set.of("w", "x", "grad_out");

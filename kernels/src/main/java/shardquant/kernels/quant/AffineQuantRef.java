@@ -80,8 +80,7 @@ public final class AffineQuantRef {
       return new QParams(scaleTensor, null);
     }
     DType z = spec.zeroPointDtype();
-    Tensor zeroTensor = z.isFloating() ? Tensor.fromFloats(z, qshape, zero) : Tensor.fromInts(z, qshape, toInts(zero));
-    return new QParams(scaleTensor, zeroTensor);
+    return new QParams(scaleTensor, cast(Tensor.fromFloats(d, qshape, zero), z));
   }
 
   /** torchao's quantize_affine (INT), quantize_affine_no_zero_point (NONE) or _quantize_affine_tinygemm (FLOAT). */
@@ -166,9 +165,6 @@ public final class AffineQuantRef {
       throw new IllegalArgumentException("zero point domain " + spec.domain() + " takes "
           + (zero == null ? "a zero point, got none" : "no zero point, got " + zero));
     }
-    if (zero != null && spec.domain() == ZeroPointDomain.FLOAT && !zero.dtype().isFloating()) {
-      throw new IllegalArgumentException("a FLOAT domain zero point must be floating, got " + zero);
-    }
     float[] zeroValues = zero == null ? null : zero.toFloats();
     return new AffineElementwise(valueDtype, spec, scale.toFloats(), scale.dtype(), zeroValues,
         zero == null ? null : zero.dtype());
@@ -219,11 +215,25 @@ public final class AffineQuantRef {
     return new float[] {min, max};
   }
 
-  private static int[] toInts(float[] v) {
+  /**
+   * torch's {@code Tensor.to(dtype)} from a floating tensor: rounding into a floating dtype, truncation
+   * toward zero into an integer one (a value the integer dtype cannot hold is an error, not wrapped).
+   */
+  static Tensor cast(Tensor t, DType to) {
+    if (t.dtype() == to) {
+      return t;
+    }
+    float[] v = t.toFloats();
+    if (to.isFloating()) {
+      return Tensor.fromFloats(to, t.shape(), v);
+    }
     int[] out = new int[v.length];
     for (int i = 0; i < v.length; i++) {
+      if (!(v[i] > to.minValue() - 1.0 && v[i] < to.maxValue() + 1.0)) {
+        throw new IllegalArgumentException("value " + v[i] + " at index " + i + " of " + t + " does not fit " + to);
+      }
       out[i] = (int) v[i];
     }
-    return out;
+    return Tensor.fromInts(to, t.shape(), out);
   }
 }

@@ -38,24 +38,17 @@ public record AffineSpec(
     if (!scaleDtype.isFloating()) {
       throw new IllegalArgumentException("scale dtype must be floating, got " + scaleDtype);
     }
-    if (domain != ZeroPointDomain.NONE) {
-      if (zeroPointDtype == null || zeroPointDtype == DType.BOOL) {
-        throw new IllegalArgumentException("zero point domain " + domain + " needs a zero point dtype, got " + zeroPointDtype);
-      }
-      if (!zeroPointDtype.isFloating()
-          && (quantMin < zeroPointDtype.minValue() || quantMax > zeroPointDtype.maxValue())) {
-        throw new IllegalArgumentException("zero points in [" + quantMin + ", " + quantMax + "] do not fit "
-            + zeroPointDtype);
-      }
+    if (domain != ZeroPointDomain.NONE && (zeroPointDtype == null || zeroPointDtype == DType.BOOL)) {
+      throw new IllegalArgumentException("zero point domain " + domain + " needs a zero point dtype, got " + zeroPointDtype);
     }
-    if (domain == ZeroPointDomain.FLOAT) {
-      // torchao: _choose_qparams_affine_tinygemm asserts ASYMMETRIC; symmetric mappings raise for FLOAT.
-      if (mapping != MappingType.ASYMMETRIC) {
-        throw new IllegalArgumentException("the FLOAT (tinygemm) zero point domain needs ASYMMETRIC mapping, got " + mapping);
-      }
-      if (!zeroPointDtype.isFloating()) {
-        throw new IllegalArgumentException("a FLOAT domain zero point must have a floating dtype, got " + zeroPointDtype);
-      }
+    if (domain == ZeroPointDomain.INT && !zeroPointDtype.isFloating()
+        && (quantMin < zeroPointDtype.minValue() || quantMax > zeroPointDtype.maxValue())) {
+      throw new IllegalArgumentException("zero points in [" + quantMin + ", " + quantMax + "] do not fit " + zeroPointDtype);
+    }
+    // torchao: _choose_qparams_affine_tinygemm asserts ASYMMETRIC. Its zero point may still be cast to an
+    // integer dtype (truncating, as IntxFakeQuantizer's zero_point.to(torch.int32) does).
+    if (domain == ZeroPointDomain.FLOAT && mapping != MappingType.ASYMMETRIC) {
+      throw new IllegalArgumentException("the FLOAT (tinygemm) zero point domain needs ASYMMETRIC mapping, got " + mapping);
     }
   }
 

@@ -20,6 +20,11 @@ class AffineGoldenTest {
     assertAllPass("affine", 24);
   }
 
+  @Test
+  void everyQatFakeQuantCaseMatchesTorchaoBitForBit() throws IOException {
+    assertAllPass("qat_fake_quant", 6);
+  }
+
   static void assertAllPass(String kind, int expectedCases) throws IOException {
     assumeTrue(Files.isDirectory(GOLDEN), "golden vectors not found at " + GOLDEN);
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
