@@ -23,8 +23,8 @@ import shardquant.kernels.tensor.Tensor;
  *   <li>anyone: {@link #dequantize} of any such part.
  * </ol>
  * The driver needs the absmax values themselves, not per-shard partial sums: PyTorch sums them in a
- * fixed cascade over the whole vector, and summing shard totals instead changes the float32 mean by an
- * ulp on two of the three float32 golden cases.
+ * fixed cascade over the whole vector, and adding shard totals instead, even in double, puts the
+ * float32 mean one ulp off torchao's on all three float32 golden cases.
  *
  * <p>Where torchao divides by zero, this class does the same rather than refuse, so that its bytes stay
  * torchao's (the golden weights contain such blocks):
@@ -229,7 +229,8 @@ public final class Nf4Ref {
 
   private static void requireFloating(DType dtype) {
     if (!dtype.isFloating()) {
-      throw new IllegalArgumentException("NF4 quantizes float32, bfloat16 or float16 tensors, got " + dtype.torchName());
+      throw new IllegalArgumentException(
+          "NF4 quantizes float32, bfloat16 or float16 tensors, got " + dtype.torchName());
     }
   }
 

@@ -14,11 +14,11 @@ class Nf4KindTest {
   @Test
   void everyNf4CaseMatchesTorchao() throws IOException {
     ByteArrayOutputStream log = new ByteArrayOutputStream();
-    GoldenRunner.Result result = GoldenRunner.run(GoldenFiles.dir("torchao-0.19"), new PrintStream(log, true, StandardCharsets.UTF_8),
-        "nf4"::equals);
-    String out = log.toString(StandardCharsets.UTF_8);
-    assertEquals(0, result.failed(), out);
-    assertEquals(6, result.passed(), out);
-    assertTrue(out.endsWith("golden: 6 passed, 0 failed" + System.lineSeparator()), out);
+    PrintStream out = new PrintStream(log, true, StandardCharsets.UTF_8);
+    GoldenRunner.Result result = GoldenRunner.run(GoldenFiles.dir("torchao-0.19"), out, "nf4"::equals);
+    String printed = log.toString(StandardCharsets.UTF_8);
+    assertEquals(0, result.failed(), printed);
+    assertEquals(6, result.passed(), printed);
+    assertTrue(printed.endsWith("golden: 6 passed, 0 failed" + System.lineSeparator()), printed);
   }
 }

@@ -126,8 +126,8 @@ class Nf4RefTest {
         assertTrue(part.quantizedData().contentEquals(golden.read("quantized_data").rowSlice(from / 2, to / 2)), where);
         assertTrue(part.quantizedScalers().contentEquals(
             golden.read("quantized_scalers").rowSlice(from / Nf4Ref.BLOCK_SIZE, to / Nf4Ref.BLOCK_SIZE)), where);
-        assertTrue(part.quantizationFactor().contentEquals(golden.read("quantization_factor").rowSlice(from / G, to / G)),
-            where);
+        Tensor factors = golden.read("quantization_factor");
+        assertTrue(part.quantizationFactor().contentEquals(factors.rowSlice(from / G, to / G)), where);
         assertTrue(Nf4Ref.dequantize(part).contentEquals(golden.read("dq").rowSlice(row, row + rows)), where);
         row += rows;
       }
@@ -176,7 +176,8 @@ class Nf4RefTest {
       float dequantizedScaler = q.quantizedScalers().getInt(b) / q.quantizationFactor().getFloat(sb) + q.scalerMean();
       float scalerError = Math.abs(dequantizedScaler - s);
       // One int8 step is spread / 128; the dtype roundings add a few ulps of s.
-      assertTrue(scalerError <= spread[sb] / 128 + 0x1p-7f * s, "block " + b + " scaler " + s + " -> " + dequantizedScaler);
+      assertTrue(scalerError <= spread[sb] / 128 + 0x1p-7f * s,
+          "block " + b + " scaler " + s + " -> " + dequantizedScaler);
       // The nearest table entry is at most half the widest gap (-1.0 to -0.6962), 0.1519, away.
       float err = Math.abs(dq.getFloat(i) - w.getFloat(i));
       assertTrue(err <= 0.1519f * s + scalerError + 0x1p-7f * s,
@@ -234,7 +235,8 @@ class Nf4RefTest {
   void allZeroTensorHasAnInfiniteFactorAndDequantizesToNegativeZero() {
     Nf4Tensor q = Nf4Ref.quantize(constant(DType.BF16, new long[] {64, 512}, 0f));
     assertEquals(0f, q.scalerMean());
-    assertArrayEquals(new float[] {Float.POSITIVE_INFINITY, Float.POSITIVE_INFINITY}, q.quantizationFactor().toFloats());
+    float inf = Float.POSITIVE_INFINITY;
+    assertArrayEquals(new float[] {inf, inf}, q.quantizationFactor().toFloats());
     assertArrayEquals(new int[512], q.quantizedScalers().toInts());
     assertArrayEquals(new int[G], q.quantizedData().toInts());
     // -1.0 * (0 / inf + 0)
@@ -327,7 +329,8 @@ class Nf4RefTest {
     assertMessage(() -> Nf4Ref.quantize(Tensor.allocate(DType.F32, 0, 64)), "shape [0, 64] has 0 elements");
     assertMessage(() -> Nf4Ref.quantize(Tensor.allocate(DType.F32, 2, 64, 128)), "got shape [2, 64, 128]");
     assertMessage(() -> Nf4Ref.quantize(Tensor.allocate(DType.I8, 64, 256)), "got int8");
-    assertMessage(() -> Nf4Ref.scalerMean(DType.F32, new float[100]), "multiple of 256 of them (one per block of 64); got 100");
+    assertMessage(() -> Nf4Ref.scalerMean(DType.F32, new float[100]),
+        "multiple of 256 of them (one per block of 64); got 100");
     assertMessage(() -> Nf4Ref.scalerMean(DType.F32, new float[] {-1f}), "got 1");
     float[] negative = new float[256];
     negative[5] = -1f;
