@@ -1,5 +1,6 @@
 package shardquant.kernels.quant;
 
+import java.util.Arrays;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 
@@ -58,7 +59,7 @@ public final class FakeQuantRef {
 
     /** The gradient of the input for the gradient {@code gradOut} of {@link #y()}. */
     public Tensor backward(Tensor gradOut) {
-      if (gradOut.dtype() != y.dtype() || !java.util.Arrays.equals(gradOut.shape(), y.shape())) {
+      if (gradOut.dtype() != y.dtype() || !Arrays.equals(gradOut.shape(), y.shape())) {
         throw new IllegalArgumentException("gradient " + gradOut + " does not match output " + y);
       }
       long[] shape = y.shape();

@@ -1,19 +1,18 @@
 package shardquant.kernels.golden;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
+import shardquant.kernels.GoldenFiles;
 
 /** Runs the golden cases of kinds affine and qat_fake_quant from shared/golden/torchao-0.19. */
 class AffineGoldenTest {
-  static final Path GOLDEN = GoldenDirs.torchao019();
+  static final Path GOLDEN = GoldenFiles.dir("torchao-0.19");
 
   @Test
   void everyAffineCaseMatchesTorchaoBitForBit() throws IOException {
@@ -26,7 +25,6 @@ class AffineGoldenTest {
   }
 
   static void assertAllPass(String kind, int expectedCases) throws IOException {
-    assumeTrue(Files.isDirectory(GOLDEN), "golden vectors not found at " + GOLDEN);
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
     GoldenRunner.Result result;
     try (PrintStream out = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
