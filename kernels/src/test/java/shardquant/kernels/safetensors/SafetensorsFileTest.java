@@ -139,6 +139,26 @@ class SafetensorsFileTest {
     }
   }
 
+  @Test
+  void readsRowRangesPastTwoGibibytesWithoutTouchingTheRest() throws IOException {
+    long rows = 3L << 30; // a 3 GiB sparse file: no disk is used for the unwritten bytes
+    String header = "{\"big\":{\"dtype\":\"U8\",\"shape\":[" + rows + "],\"data_offsets\":[0," + rows + "]}}";
+    Path f = dir.resolve("big.safetensors");
+    byte[] h = header.getBytes(StandardCharsets.UTF_8);
+    try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(f.toFile(), "rw")) {
+      raf.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(h.length).array());
+      raf.write(h);
+      raf.setLength(8 + h.length + rows);
+      raf.seek(8 + h.length + rows - 3);
+      raf.write(new byte[] {7, 8, 9});
+    }
+    try (SafetensorsFile st = SafetensorsFile.open(f)) {
+      assertArrayEquals(new int[] {0, 7, 8, 9}, st.readRows("big", rows - 4, rows).toInts());
+      SafetensorsFormatException e = assertThrows(SafetensorsFormatException.class, () -> st.read("big"));
+      assertTrue(e.getMessage().contains("row ranges"), e.getMessage());
+    }
+  }
+
   private static byte[] raw(byte[] b) {
     return b;
   }
