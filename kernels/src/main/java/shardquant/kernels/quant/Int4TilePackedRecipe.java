@@ -53,7 +53,7 @@ final class Int4TilePackedRecipe implements RecipeKernel {
   public QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
     int n = Math.toIntExact(roundUp(rows.rows(), N_MULTIPLE));
     int k = Math.toIntExact(roundUp(rows.cols(), K_MULTIPLE));
-    TinygemmInt4.Codes q = TinygemmInt4.quantize(TinygemmInt4.zeroPad(rows, n, k), rows.rows(), rows.cols(), c, stats);
+    TinygemmInt4.Codes q = TinygemmInt4.quantize(rows.resized(n, k), rows.rows(), rows.cols(), c, stats);
     Map<String, Tensor> parts = new LinkedHashMap<>();
     int[] words = TensorCoreTiledInt4Layout.pack(q.codes(), n, k, INNER_K_TILES);
     Verify.roundTrip("tile-packed qdata", q.codes(), TensorCoreTiledInt4Layout.unpack(words, n, k, INNER_K_TILES));

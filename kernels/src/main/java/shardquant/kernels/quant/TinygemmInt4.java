@@ -36,22 +36,6 @@ final class TinygemmInt4 {
     AffineSpec spec = AffineSpec.tinygemmInt4(c.groupSize(), DType.BF16);
     QParams qp = new QParams(TinygemmScaleZero.scale(scaleAndZero), TinygemmScaleZero.zero(scaleAndZero));
     Tensor dq = AffineQuantRef.dequantize(Tensor.fromInts(DType.I32, new long[] {n, k}, codes), spec, qp, out);
-    return dq.topLeft(shape[0], shape[1]);
-  }
-
-  /** {@code t} in the top-left corner of a zero [n][k] tensor of its dtype. */
-  static Tensor zeroPad(Tensor t, int n, int k) {
-    if (t.rows() == n && t.cols() == k) {
-      return t;
-    }
-    Tensor out = Tensor.allocate(t.dtype(), n, k);
-    int rowBytes = Math.toIntExact(t.cols() * t.dtype().byteSize());
-    var src = t.bytes();
-    var dst = out.bytes();
-    for (int r = 0; r < t.rows(); r++) {
-      dst.position(r * k * t.dtype().byteSize());
-      dst.put(src.slice(r * rowBytes, rowBytes));
-    }
-    return out;
+    return dq.resized(shape[0], shape[1]);
   }
 }

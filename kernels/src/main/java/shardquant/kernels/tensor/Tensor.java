@@ -178,18 +178,22 @@ public final class Tensor {
     return new Tensor(dtype, s, view);
   }
 
-  /** A copy of the first {@code r} rows and {@code c} columns of a 2-D tensor (undoing zero padding). */
-  public Tensor topLeft(long r, long c) {
-    if (r > rows() || c > cols() || r < 0 || c < 0) {
-      throw new IllegalArgumentException("cannot take " + r + " x " + c + " from " + this);
+  /**
+   * A 2-D tensor of {@code r} rows and {@code c} columns holding this one's top-left corner, zero
+   * elsewhere: zero padding when it grows, cropping (undoing the padding) when it shrinks.
+   */
+  public Tensor resized(long r, long c) {
+    if (r < 0 || c < 0) {
+      throw new IllegalArgumentException("cannot resize " + this + " to " + r + " x " + c);
     }
     if (r == rows() && c == cols()) {
       return this;
     }
     Tensor out = allocate(dtype, r, c);
-    int rowBytes = Math.toIntExact(c * dtype.byteSize());
-    for (int i = 0; i < r; i++) {
-      out.data.put(i * rowBytes, data, Math.toIntExact(i * cols() * dtype.byteSize()), rowBytes);
+    int copyBytes = Math.toIntExact(Math.min(c, cols()) * dtype.byteSize());
+    for (long i = 0; i < Math.min(r, rows()); i++) {
+      out.data.put(Math.toIntExact(i * c * dtype.byteSize()), data, Math.toIntExact(i * cols() * dtype.byteSize()),
+          copyBytes);
     }
     return out;
   }
