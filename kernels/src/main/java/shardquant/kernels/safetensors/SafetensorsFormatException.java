@@ -8,16 +8,21 @@ import java.nio.file.Path;
  * one, the problem, and the byte offset where it helps: it is the line a user sees.
  */
 public final class SafetensorsFormatException extends IOException {
-  private final Path file;
+  private final String file;
   private final String tensor;
 
   public SafetensorsFormatException(Path file, String tensor, String problem) {
+    this(file.toString(), tensor, problem);
+  }
+
+  /** {@code file} is how the user named it: a local path or a Hadoop FileSystem URI. */
+  public SafetensorsFormatException(String file, String tensor, String problem) {
     super(file + (tensor == null ? "" : ": tensor '" + tensor + "'") + ": " + problem);
     this.file = file;
     this.tensor = tensor;
   }
 
-  public Path file() {
+  public String file() {
     return file;
   }
 

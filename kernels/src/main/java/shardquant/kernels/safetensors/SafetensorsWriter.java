@@ -59,7 +59,7 @@ public final class SafetensorsWriter implements AutoCloseable {
   /** Opens the temporary file and writes the header. */
   public static SafetensorsWriter create(Path target, List<Declared> tensors, Map<String, String> metadata)
       throws IOException {
-    byte[] header = header(target, tensors, metadata);
+    byte[] header = header(target.toString(), tensors, metadata);
     long dataBytes = 0;
     for (Declared d : tensors) {
       dataBytes += d.byteSize();
@@ -91,8 +91,11 @@ public final class SafetensorsWriter implements AutoCloseable {
     }
   }
 
-  /** The header bytes: JSON padded with spaces to a multiple of 8, as the reference writer pads it. */
-  static byte[] header(Path target, List<Declared> tensors, Map<String, String> metadata) throws IOException {
+  /**
+   * The header bytes (without the 8-byte length): JSON padded with spaces to a multiple of 8, as the
+   * reference writer pads it. Tensors follow in declaration order from data byte 0, without gaps.
+   */
+  public static byte[] header(String target, List<Declared> tensors, Map<String, String> metadata) throws IOException {
     ObjectNode root = JSON.createObjectNode();
     if (metadata != null && !metadata.isEmpty()) {
       ObjectNode meta = root.putObject("__metadata__");
