@@ -5,26 +5,50 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Set;
+import shardquant.job.JobOptions;
+import shardquant.job.QuantizeJob;
+import shardquant.job.UserError;
 import shardquant.kernels.golden.GoldenRunner;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.Recipe;
+import shardquant.plan.JobSpec;
 
 /**
- * The {@code shardquant} command line. Exit status (DESIGN.md): 0 success, 2 bad arguments or bad
- * input (one line on stderr), 3 verification failed.
+ * The {@code shardquant} command line, also the Spark application's main class
+ * ({@code spark-submit --class shardquant.cli.Main shardquant.jar quantize ...}). Exit status
+ * (DESIGN.md): 0 success, 2 bad arguments or bad input (one line on stderr), 3 verification failed.
  */
 public final class Main {
   static final int OK = 0;
   static final int BAD_INPUT = 2;
   static final int VERIFY_FAILED = 3;
+  static final int INTERNAL = 1;
+
+  private static final Set<String> QUANTIZE_OPTIONS = Set.of("input", "output", "recipe", "recipe-file", "group-size",
+      "bits", "master", "backend", "shard-bytes", "output-file-bytes", "include", "exclude", "dump-shards", "conf");
 
   private static final String USAGE = String.join("\n",
       "usage: shardquant COMMAND [ARGS]",
-      "  golden DIR    check every case of DIR/index.json against shardquant's numerics",
-      "                (last line: golden: N passed, M failed)");
+      "  quantize --input PATH --output DIR --recipe NAME [--group-size G] [--bits N] [--master URL]",
+      "           [--backend auto|reference] [--shard-bytes B] [--output-file-bytes B] [--include REGEX]",
+      "           [--exclude REGEX] [--recipe-file FILE] [--dump-shards DIR] [--conf spark.key=value ...]",
+      "      quantize a safetensors checkpoint (file, directory, or directory with an index; local or any",
+      "      Hadoop URI) into a torchao safetensors checkpoint. Recipes: " + Arrays.stream(Recipe.values()).map(Recipe::cliName).toList(),
+      "  demo [--bytes B] [--keep DIR]",
+      "      write a synthetic Llama-shaped checkpoint (1 GB) and quantize it with int4-tile-packed in embedded Spark",
+      "  inspect PATH                     tensors, dtypes, shapes and recipes of an input or output checkpoint",
+      "  verify --input PATH --output DIR re-quantize the input and compare with the output, byte for byte",
+      "  golden DIR                       check every case of DIR/index.json against shardquant's numerics",
+      "                                   (last line: golden: N passed, M failed)",
+      "exit status: 0 done, 2 bad arguments or input (one line on stderr), 3 verification failed");
 
   private Main() {}
 
   public static void main(String[] args) {
-    System.exit(run(args, System.out, System.err));
+    int status = run(args, System.out, System.err);
+    System.out.flush();
+    System.exit(status);
   }
 
   static int run(String[] args, PrintStream out, PrintStream err) {
@@ -32,19 +56,71 @@ public final class Main {
       (args.length == 0 ? err : out).println(USAGE);
       return args.length == 0 ? BAD_INPUT : OK;
     }
+    String command = args[0];
     String[] rest = Arrays.copyOfRange(args, 1, args.length);
     try {
-      switch (args[0]) {
-        case "golden":
-          return golden(rest, out, err);
-        default:
-          err.println("shardquant: unknown command '" + args[0] + "'\n" + USAGE);
-          return BAD_INPUT;
-      }
-    } catch (IOException e) {
-      err.println("shardquant " + args[0] + ": " + e.getMessage());
+      return switch (command) {
+        case "quantize" -> quantize(rest, out, err);
+        case "demo" -> Demo.run(rest, out, err);
+        case "inspect" -> Inspect.run(rest, out);
+        case "verify" -> Verify.run(rest, out, err);
+        case "golden" -> golden(rest, out, err);
+        default -> {
+          err.println("shardquant: unknown command '" + command + "'\n" + USAGE);
+          yield BAD_INPUT;
+        }
+      };
+    } catch (UserError e) {
+      err.println("shardquant " + command + ": " + e.getMessage());
       return BAD_INPUT;
+    } catch (IOException e) {
+      err.println("shardquant " + command + ": " + e.getMessage());
+      return BAD_INPUT;
+    } catch (RuntimeException e) {
+      String user = UserError.findIn(e);
+      if (user != null) {
+        err.println("shardquant " + command + ": " + user);
+        return BAD_INPUT;
+      }
+      err.println("shardquant " + command + ": internal error: " + String.valueOf(e.getMessage()).lines().findFirst().orElse(e.toString())
+          + " (" + e.getClass().getName() + "; set SHARDQUANT_DEBUG=1 for the stack trace)");
+      if (System.getenv("SHARDQUANT_DEBUG") != null) {
+        e.printStackTrace(err);
+      }
+      return INTERNAL;
     }
+  }
+
+  /** The job's options from quantize-style arguments. */
+  static JobOptions jobOptions(String command, String[] args) {
+    Args a = new Args(command, args, QUANTIZE_OPTIONS);
+    String recipeName = a.get("recipe");
+    if (recipeName == null) {
+      throw new UserError(command + ": --recipe is required (one of "
+          + Arrays.stream(Recipe.values()).map(Recipe::cliName).toList() + "), or --recipe-file");
+    }
+    Recipe recipe;
+    QuantConfig config;
+    try {
+      recipe = Recipe.fromCliName(recipeName);
+      Integer group = a.integer("group-size");
+      Integer bits = a.integer("bits");
+      config = new QuantConfig(recipe, group == null ? recipe.defaultGroupSize() : group,
+          bits == null ? recipe.defaultBits() : bits);
+    } catch (IllegalArgumentException e) {
+      throw new UserError(command + ": " + e.getMessage());
+    }
+    JobSpec spec = new JobSpec(config, a.get("include"), a.get("exclude"),
+        a.bytes("shard-bytes", JobSpec.DEFAULT_SHARD_BYTES), a.bytes("output-file-bytes", JobSpec.DEFAULT_OUTPUT_FILE_BYTES));
+    return new JobOptions(a.required("input"), a.required("output"), spec, a.get("master"),
+        a.get("backend") == null ? "auto" : a.get("backend"), a.get("dump-shards"), a.sparkConf());
+  }
+
+  private static int quantize(String[] args, PrintStream out, PrintStream err) throws IOException {
+    JobOptions o = jobOptions("quantize", args);
+    QuantizeJob.Result r = QuantizeJob.run(o, err);
+    Summary.print(r, o.output(), out);
+    return r.verified() ? OK : VERIFY_FAILED;
   }
 
   private static int golden(String[] args, PrintStream out, PrintStream err) throws IOException {

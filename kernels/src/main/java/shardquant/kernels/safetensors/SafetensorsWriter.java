@@ -30,7 +30,7 @@ import shardquant.kernels.tensor.Tensor;
  */
 public final class SafetensorsWriter implements AutoCloseable {
   /** A tensor to be written: its bytes follow in declaration order. */
-  public record Declared(String name, DType dtype, long[] shape) {
+  public record Declared(String name, DType dtype, long[] shape) implements java.io.Serializable {
     public Declared {
       shape = shape.clone();
     }

@@ -1,0 +1,173 @@
+package shardquant.exec;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.StandardOpenOption;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import scala.Tuple2;
+import shardquant.arrow.ArrowShards;
+import shardquant.arrow.QuantizedShard;
+import shardquant.arrow.ShardBatch;
+import shardquant.arrow.ShardPart;
+import shardquant.job.Storage;
+import shardquant.job.TensorReport;
+import shardquant.kernels.verify.QuantStats;
+import shardquant.plan.OutputFile;
+import shardquant.plan.Plan;
+
+/**
+ * Writes one output file from its shards (DESIGN.md, step 3). Every stored tensor's place is known
+ * from the plan, so each arriving shard's pieces are written straight to their offsets in a
+ * temporary file, in whatever order the shuffle delivers them; memory stays O(shard). The header
+ * goes in last (its size was reserved), then the file is synced and renamed into place.
+ * Where each piece goes is {@link Placement}'s.
+ */
+public final class FileAssembler implements Serializable {
+  private static final long serialVersionUID = 1L;
+  /** Test hook: the first attempt of this file's assembly fails after writing its first shard. */
+  public static final String FAIL_FILE_CONF = "spark.shardquant.test.failAssemblyOf";
+
+  private final Plan plan;
+  private final String outputDir;
+
+  public FileAssembler(Plan plan, String outputDir) {
+    this.plan = plan;
+    this.outputDir = outputDir;
+  }
+
+  public FileResult assemble(int fileIndex, Iterator<Tuple2<Integer, ShardPayload>> shards) throws IOException {
+    long start = System.nanoTime();
+    OutputFile f = plan.files().get(fileIndex);
+    Path target = new Path(Storage.path(outputDir), f.name());
+    FileSystem fs = Storage.fs(target, Storage.executorConf());
+    TaskContext task = TaskContext.get();
+    String attempt = task == null ? "driver" : task.stageId() + "-" + task.partitionId() + "-" + task.attemptNumber();
+    java.nio.file.Path temp = Storage.isLocal(fs)
+        ? java.nio.file.Path.of(target.getParent().toUri()).resolve("." + f.name() + ".tmp-" + attempt)
+        : Files.createTempFile("shardquant-" + f.name(), ".tmp");
+    boolean committed = false;
+    try {
+      Map<String, Long> written = new HashMap<>();
+      Map<Integer, QuantStats> stats = new LinkedHashMap<>();
+      Map<Integer, Long> nanos = new HashMap<>();
+      int pieces = 0;
+      try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+          StandardOpenOption.TRUNCATE_EXISTING); BufferAllocator alloc = ArrowMemory.child("assemble-" + f.name())) {
+        while (shards.hasNext()) {
+          Tuple2<Integer, ShardPayload> next = shards.next();
+          if (next._1() != fileIndex) {
+            throw new IllegalStateException(f.name() + ": got a shard of file " + next._1());
+          }
+          ShardPayload p = next._2();
+          Plan.Shard shard = plan.shards().get(p.shard());
+          Plan.Tensor t = plan.tensorOf(shard);
+          try (ShardBatch<QuantizedShard> b = ArrowShards.readQuantizedShard(p.arrowIpc(), alloc)) {
+            write(ch, f, t, shard, b.shard(), written);
+          }
+          if (p.stats() != null) {
+            stats.computeIfAbsent(t.index(), i -> new QuantStats()).merge(p.stats());
+          }
+          nanos.merge(t.index(), p.nanos(), Long::sum);
+          failIfAsked(f, ++pieces);
+        }
+        checkComplete(f, written);
+        Map<String, TensorReport> reports = new LinkedHashMap<>();
+        for (int ti : f.tensors()) {
+          Plan.Tensor t = plan.tensors().get(ti);
+          if (t.quantized()) {
+            reports.put(t.input().name(), TensorReport.of(t.input().name(), stats.get(ti), ShardQuantizer.BACKEND,
+                nanos.getOrDefault(ti, 0L)));
+          }
+        }
+        byte[] header = f.header(reports);
+        ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
+        writeAt(ch, len, 0);
+        writeAt(ch, ByteBuffer.wrap(header), 8);
+        ch.force(true);
+        commit(fs, temp, target);
+        committed = true;
+        return new FileResult(fileIndex, f.name(), f.size(), List.copyOf(reports.values()), System.nanoTime() - start);
+      }
+    } finally {
+      if (!committed) {
+        Files.deleteIfExists(temp);
+      }
+    }
+  }
+
+  private void write(FileChannel ch, OutputFile f, Plan.Tensor t, Plan.Shard shard, QuantizedShard q,
+      Map<String, Long> written) throws IOException {
+    if (q.parts().size() != t.parts().size()) {
+      throw new IllegalStateException(t.input().name() + ": shard has " + q.parts().size() + " parts, plan has " + t.parts().size());
+    }
+    for (int i = 0; i < q.parts().size(); i++) {
+      ShardPart piece = q.parts().get(i);
+      Plan.StoredPart part = t.parts().get(i);
+      if (!piece.key().equals(part.key()) || piece.data().dtype() != part.dtype()) {
+        throw new IllegalStateException(f.name() + ": shard part " + piece.key() + " does not match planned " + part);
+      }
+      ByteBuffer bytes = piece.data().bytes();
+      long[] written0 = {0};
+      Placement.runs(plan, t, shard, i, piece.data().shape(), f.dataStart(), (from, to, length) -> {
+        ByteBuffer src = bytes.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        src.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
+        writeAt(ch, src, to);
+        written0[0] += length;
+      });
+      written.merge(part.key(), written0[0], Long::sum);
+    }
+  }
+
+  private static void checkComplete(OutputFile f, Map<String, Long> written) {
+    for (var d : f.declared()) {
+      long got = written.getOrDefault(d.name(), 0L);
+      if (got != d.byteSize()) {
+        throw new IllegalStateException(f.name() + ": " + d.name() + " got " + got + " of " + d.byteSize()
+            + " bytes from its shards (a shard is missing or duplicated)");
+      }
+    }
+  }
+
+  private static void writeAt(FileChannel ch, ByteBuffer b, long position) throws IOException {
+    ByteBuffer src = b.duplicate();
+    long at = position;
+    while (src.hasRemaining()) {
+      at += ch.write(src, at);
+    }
+  }
+
+  private static void commit(FileSystem fs, java.nio.file.Path temp, Path target) throws IOException {
+    if (Storage.isLocal(fs)) {
+      Storage.replace(fs, new Path(temp.toUri()), target);
+      return;
+    }
+    Path remoteTemp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + java.util.UUID.randomUUID());
+    try {
+      fs.copyFromLocalFile(true, true, new Path(temp.toUri()), remoteTemp);
+      Storage.replace(fs, remoteTemp, target);
+    } finally {
+      fs.delete(remoteTemp, false);
+    }
+  }
+
+  private static void failIfAsked(OutputFile f, int pieces) {
+    TaskContext task = TaskContext.get();
+    String target = SparkEnv.get() == null ? null : SparkEnv.get().conf().get(FAIL_FILE_CONF, null);
+    if (task != null && f.name().equals(target) && task.attemptNumber() == 0 && pieces == 1) {
+      throw new IllegalStateException("injected failure in the assembly of " + f.name() + " (" + FAIL_FILE_CONF + ")");
+    }
+  }
+}

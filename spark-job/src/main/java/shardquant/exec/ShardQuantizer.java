@@ -1,0 +1,175 @@
+package shardquant.exec;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import scala.Tuple2;
+import shardquant.arrow.ArrowShards;
+import shardquant.arrow.QuantizedShard;
+import shardquant.arrow.ShardBatch;
+import shardquant.arrow.ShardPart;
+import shardquant.arrow.TensorShard;
+import shardquant.job.Storage;
+import shardquant.job.UserError;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.Nf4Ref;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.quant.RecipeKernel;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+import shardquant.plan.InputTensor;
+import shardquant.plan.Plan;
+
+/**
+ * The executor's side of a shard (DESIGN.md, step 2): read the shard's bytes straight from storage
+ * into an Arrow batch, check them, quantize and verify them, and emit the quantized shard as Arrow IPC
+ * bytes keyed by its output file. Also NF4's first pass (block absmax values per shard).
+ */
+public final class ShardQuantizer implements Serializable {
+  private static final long serialVersionUID = 1L;
+  /** Test hook: the first attempt of a task fails halfway through a shard of this tensor. */
+  public static final String FAIL_SHARD_CONF = "spark.shardquant.test.failShardOf";
+  public static final String BACKEND = "reference";
+
+  private final Plan plan;
+  private final Map<Integer, GlobalStats> globals;
+  private final String dumpDir;
+
+  public ShardQuantizer(Plan plan, Map<Integer, GlobalStats> globals, String dumpDir) {
+    this.plan = plan;
+    this.globals = globals;
+    this.dumpDir = dumpDir;
+  }
+
+  /** Quantizes (or copies) every shard of one task's group. */
+  public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
+    List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
+    try (Inputs inputs = new Inputs(); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
+      for (int s : group) {
+        Plan.Shard shard = plan.shards().get(s);
+        Plan.Tensor t = plan.tensorOf(shard);
+        long start = System.nanoTime();
+        QuantStats stats = t.quantized() ? new QuantStats() : null;
+        byte[] ipc;
+        try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
+          Tensor rows = in.shard().data();
+          List<ShardPart> parts = new ArrayList<>();
+          if (t.quantized()) {
+            checkFinite(t.input(), shard, rows);
+            failIfAsked(t.input(), rows);
+            RecipeKernel k = plan.config().recipe().kernel();
+            QuantizedTensor q = k.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
+            for (Plan.StoredPart p : t.parts()) {
+              parts.add(new ShardPart(p.key(), p.rowDim(), q.part(p.dataName())));
+            }
+          } else {
+            parts.add(new ShardPart(t.input().name(), t.parts().get(0).rowDim(), rows));
+          }
+          try (ShardBatch<QuantizedShard> q = ArrowShards.quantizedShard(
+              new QuantizedShard(t.input().name(), shard.rowStart(), shard.rowEnd(), parts), alloc)) {
+            ipc = ArrowShards.toIpcStream(q);
+            if (dumpDir != null) {
+              ArrowShards.writeIpcFile(q, Path.of(dumpDir, t.input().name() + ".rows-" + shard.rowStart() + "-"
+                  + shard.rowEnd() + ".arrow"));
+            }
+          }
+        }
+        out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start, BACKEND)));
+      }
+    }
+    return out;
+  }
+
+  /** NF4's first pass: the absmax of every 64-element block of each shard, in row order. */
+  public List<Tuple2<Integer, float[]>> blockAbsmax(int[] group) throws IOException {
+    List<Tuple2<Integer, float[]>> out = new ArrayList<>();
+    try (Inputs inputs = new Inputs(); BufferAllocator alloc = ArrowMemory.child("absmax-" + group[0])) {
+      for (int s : group) {
+        Plan.Shard shard = plan.shards().get(s);
+        Plan.Tensor t = plan.tensorOf(shard);
+        if (!t.quantized()) {
+          continue;
+        }
+        try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
+          checkFinite(t.input(), shard, in.shard().data());
+          out.add(new Tuple2<>(s, Nf4Ref.blockAbsmax(in.shard().data())));
+        }
+      }
+    }
+    return out;
+  }
+
+  private ShardBatch<TensorShard> read(Inputs inputs, Plan.Shard shard, BufferAllocator alloc) throws IOException {
+    InputTensor in = plan.tensorOf(shard).input();
+    FSDataInputStream stream = inputs.open(in.file());
+    long offset = in.offset() + shard.rowStart() * in.rowBytes();
+    try {
+      return ArrowShards.tensorShard(in.name(), in.shape(), shard.rowStart(), shard.rowEnd(), in.dtype(), alloc,
+          buf -> Storage.readFully(stream, offset, buf));
+    } catch (java.io.EOFException e) {
+      throw UserError.onExecutor(in.file() + ": tensor '" + in.name() + "': file ends before its rows [" + shard.rowStart()
+          + ", " + shard.rowEnd() + ") (truncated since the job was planned?)");
+    }
+  }
+
+  /** NaN or infinity in a weight has no quantized value: refuse it, naming the place. */
+  static void checkFinite(InputTensor in, Plan.Shard shard, Tensor rows) {
+    long n = rows.numel();
+    for (long i = 0; i < n; i++) {
+      float v = rows.getFloat(i);
+      if (!Float.isFinite(v)) {
+        long cols = in.cols();
+        throw UserError.onExecutor(in.file() + ": tensor '" + in.name() + "' has " + v + " at row "
+            + (shard.rowStart() + i / cols) + ", column " + (i % cols) + "; a weight to quantize must be finite"
+            + " (fix the checkpoint, or leave the tensor out with --exclude)");
+      }
+    }
+  }
+
+  private static void failIfAsked(InputTensor in, Tensor rows) {
+    TaskContext task = TaskContext.get();
+    String target = SparkEnv.get() == null ? null : SparkEnv.get().conf().get(FAIL_SHARD_CONF, null);
+    if (task != null && in.name().equals(target) && task.attemptNumber() == 0) {
+      rows.getFloat(rows.numel() / 2);
+      throw new IllegalStateException("injected failure halfway through a shard of " + in.name() + " (" + FAIL_SHARD_CONF + ")");
+    }
+  }
+
+  /** Input streams opened by one task, one per file, closed together. */
+  private static final class Inputs implements AutoCloseable {
+    private final Configuration conf = Storage.executorConf();
+    private final Map<String, FSDataInputStream> open = new HashMap<>();
+
+    FSDataInputStream open(String file) throws IOException {
+      FSDataInputStream s = open.get(file);
+      if (s == null) {
+        org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(file);
+        FileSystem fs = Storage.fs(p, conf);
+        try {
+          s = fs.open(p);
+        } catch (java.io.FileNotFoundException e) {
+          throw UserError.onExecutor(file + ": no such file (removed since the job was planned?)");
+        }
+        open.put(file, s);
+      }
+      return s;
+    }
+
+    @Override
+    public void close() throws IOException {
+      for (FSDataInputStream s : open.values()) {
+        s.close();
+      }
+    }
+  }
+}

@@ -1,0 +1,186 @@
+package shardquant.job;
+
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.deploy.SparkHadoopUtil;
+import scala.Tuple2;
+import shardquant.commit.OutputDir;
+import shardquant.exec.FileAssembler;
+import shardquant.exec.FileResult;
+import shardquant.exec.ShardQuantizer;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.Nf4Ref;
+import shardquant.kernels.quant.Recipe;
+import shardquant.plan.InputCheckpoint;
+import shardquant.plan.Plan;
+import shardquant.plan.Planner;
+
+/**
+ * The quantize job on the driver: plan from headers, ready the output directory, run the Spark stages
+ * (NF4's absmax pass, then quantize and assemble), and commit. Errors in the user's input surface as
+ * {@link UserError}, from the driver or from any executor.
+ */
+public final class QuantizeJob {
+  /** Embedded Spark when no master is given: all cores, and Spark's retries (local mode otherwise never retries a task). */
+  public static final String LOCAL_MASTER = "local[*,4]";
+  /** Test hook: the driver halts (as if killed) after the files are written and before the commit. */
+  public static final String HALT_BEFORE_COMMIT_CONF = "spark.shardquant.test.haltBeforeCommit";
+
+  private QuantizeJob() {}
+
+  /** How the job went. {@code verified} false: some dequantized value was not finite (exit 3). */
+  public record Result(Plan plan, List<TensorReport> reports, int filesKept, int filesWritten, long wallNanos,
+      boolean verified, String master) {}
+
+  public static Result run(JobOptions o, PrintStream console) throws IOException {
+    long start = System.nanoTime();
+    checkBackend(o.backend());
+    SparkConf conf = sparkConf(o);
+    Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
+    InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
+    Plan plan = Planner.plan(input, o.spec());
+    OutputDir out = OutputDir.of(o.output(), hadoop);
+    OutputDir.Kept kept = out.prepare(plan);
+    console.printf("plan: %d tensors (%d to quantize with %s) in %s, %d shards, %d output files%s%n",
+        plan.tensors().size(), plan.tensors().stream().filter(Plan.Tensor::quantized).count(), plan.config(),
+        Format.bytes(plan.totalInputBytes()), plan.shards().size(), plan.files().size(),
+        kept.sizes().isEmpty() ? "" : " (" + kept.sizes().size() + " already committed by an earlier run: kept)");
+
+    int[] build = plan.files().stream().mapToInt(f -> f.index()).filter(f -> !kept.sizes().containsKey(f)).toArray();
+    List<FileResult> results = new ArrayList<>();
+    String master = conf.get("spark.master");
+    if (build.length > 0) {
+      int[][] groups = groupsFor(plan, build);
+      try (JavaSparkContext sc = new JavaSparkContext(conf)) {
+        Progress progress = new Progress(plan, groups, build, console, 2000);
+        sc.sc().addSparkListener(progress);
+        Map<Integer, GlobalStats> globals = plan.config().recipe() == Recipe.NF4
+            ? nf4Means(sc, plan, groups) : Map.of();
+        ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards());
+        FileAssembler assembler = new FileAssembler(plan, out.path().toString());
+        int[] files = build;
+        results.addAll(sc.parallelize(Arrays.asList(groups), groups.length)
+            .flatMapToPair(g -> quantizer.quantize(g).iterator())
+            .setName(Progress.QUANTIZE_RDD)
+            .partitionBy(new FilePartitioner(files))
+            .mapPartitionsWithIndex((i, it) -> Collections.singletonList(assembler.assemble(files[i], it)).iterator(), true)
+            .setName(Progress.ASSEMBLE_RDD)
+            .collect());
+      } catch (org.apache.spark.SparkException | RuntimeException e) {
+        String user = UserError.findIn(e);
+        if (user != null) {
+          throw new UserError(user, e);
+        }
+        throw e;
+      }
+    }
+    if (Boolean.parseBoolean(conf.get(HALT_BEFORE_COMMIT_CONF, "false"))) {
+      console.println("halting before commit (" + HALT_BEFORE_COMMIT_CONF + ")");
+      console.flush();
+      Runtime.getRuntime().halt(137);
+    }
+    Map<String, TensorReport> byName = new HashMap<>();
+    kept.reports().forEach(r -> byName.put(r.tensor(), r));
+    results.forEach(r -> r.tensors().forEach(t -> byName.put(t.tensor(), t)));
+    List<TensorReport> reports = new ArrayList<>();
+    for (Plan.Tensor t : plan.tensors()) {
+      if (t.quantized()) {
+        reports.add(byName.get(t.input().name()));
+      }
+    }
+    boolean verified = reports.stream().allMatch(r -> r.nonFinite() == 0);
+    long wall = System.nanoTime() - start;
+    ObjectNode extras = JsonNodeFactory.instance.objectNode();
+    extras.put("wall_seconds", wall / 1e9);
+    extras.put("input_bytes", plan.totalInputBytes());
+    extras.put("output_bytes", plan.totalOutputBytes());
+    extras.put("files_written", build.length);
+    extras.put("files_kept", kept.sizes().size());
+    extras.put("spark_master", master);
+    extras.put("verified", verified);
+    out.commit(plan, reports, extras, verified);
+    return new Result(plan, reports, kept.sizes().size(), build.length, wall, verified, master);
+  }
+
+  static SparkConf sparkConf(JobOptions o) {
+    SparkConf conf = new SparkConf();
+    if (o.master() != null) {
+      conf.setMaster(o.master());
+    } else if (!conf.contains("spark.master")) {
+      conf.setMaster(LOCAL_MASTER);
+    }
+    conf.setIfMissing("spark.app.name", "shardquant quantize");
+    conf.set("spark.serializer", "org.apache.spark.serializer.KryoSerializer");
+    conf.set("spark.kryo.registrator", ShardquantKryoRegistrator.class.getName());
+    conf.set("spark.kryo.registrationRequired", "true");
+    if (conf.get("spark.master").startsWith("local")) {
+      conf.setIfMissing("spark.ui.enabled", "false");
+    }
+    o.sparkConf().forEach(conf::set);
+    return conf;
+  }
+
+  private static void checkBackend(String backend) {
+    switch (backend) {
+      case "auto", "reference" -> { }
+      case "cpu", "cuda" -> throw new UserError("--backend " + backend + " is not built yet; use --backend reference"
+          + " (or auto, which is the reference backend until the CPU SIMD and CUDA backends land)");
+      default -> throw new UserError("--backend must be one of " + Arrays.toString(JobOptions.BACKENDS) + ", got '"
+          + backend + "'");
+    }
+  }
+
+  /** The plan's task groups, keeping only shards of files still to build. */
+  static int[][] groupsFor(Plan plan, int[] build) {
+    List<int[]> out = new ArrayList<>();
+    for (int[] g : plan.groups()) {
+      int[] left = Arrays.stream(g).filter(s -> Arrays.binarySearch(build, plan.tensorOf(plan.shards().get(s)).file()) >= 0)
+          .toArray();
+      if (left.length > 0) {
+        out.add(left);
+      }
+    }
+    return out.toArray(new int[0][]);
+  }
+
+  /** NF4's first pass: each tensor's scaler mean, from all its block absmax values in row order. */
+  private static Map<Integer, GlobalStats> nf4Means(JavaSparkContext sc, Plan plan, int[][] groups) {
+    ShardQuantizer absmax = new ShardQuantizer(plan, Map.of(), null);
+    List<Tuple2<Integer, float[]>> blocks = sc.parallelize(Arrays.asList(groups), groups.length)
+        .flatMap(g -> absmax.blockAbsmax(g).iterator())
+        .setName(Progress.ABSMAX_RDD)
+        .collect();
+    Map<Integer, float[]> byShard = new HashMap<>();
+    blocks.forEach(b -> byShard.put(b._1(), b._2()));
+    Map<Integer, GlobalStats> means = new HashMap<>();
+    for (Plan.Tensor t : plan.tensors()) {
+      if (!t.quantized() || !byShard.containsKey(t.firstShard())) {
+        continue;
+      }
+      int n = 0;
+      for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
+        n += byShard.get(s).length;
+      }
+      float[] all = new float[n];
+      int at = 0;
+      for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
+        float[] b = byShard.get(s);
+        System.arraycopy(b, 0, all, at, b.length);
+        at += b.length;
+      }
+      means.put(t.index(), new GlobalStats(Nf4Ref.scalerMean(t.input().dtype(), all)));
+    }
+    return means;
+  }
+}

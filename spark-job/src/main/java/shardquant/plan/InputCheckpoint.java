@@ -1,0 +1,144 @@
+package shardquant.plan;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import shardquant.job.Storage;
+import shardquant.job.UserError;
+import shardquant.kernels.safetensors.SafetensorsFormatException;
+import shardquant.kernels.safetensors.SafetensorsHeader;
+import shardquant.kernels.safetensors.TensorEntry;
+
+/**
+ * The input checkpoint, from its headers only: one {@code .safetensors} file, a directory of them, or
+ * a directory with {@code model.safetensors.index.json} (whose weight map must agree with the files).
+ * The fingerprint identifies the input for reruns: file names, sizes, modification times and headers.
+ */
+public record InputCheckpoint(String root, List<InputTensor> tensors, String fingerprint) {
+  public static final String INDEX = "model.safetensors.index.json";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  public static InputCheckpoint read(String input, Configuration conf) throws IOException {
+    Path root = Storage.path(input);
+    FileSystem fs = Storage.fs(root, conf);
+    FileStatus status;
+    try {
+      status = fs.getFileStatus(root);
+    } catch (FileNotFoundException e) {
+      throw new UserError(input + ": no such file or directory");
+    }
+    List<FileStatus> files = new ArrayList<>();
+    Map<String, String> weightMap = null;
+    if (status.isFile()) {
+      files.add(status);
+    } else {
+      Path index = new Path(root, INDEX);
+      if (fs.exists(index)) {
+        weightMap = weightMap(fs, index);
+        for (String f : new TreeSet<>(weightMap.values())) {
+          Path p = new Path(root, f);
+          if (!fs.exists(p)) {
+            throw new UserError(index + ": names file '" + f + "', which does not exist");
+          }
+          files.add(fs.getFileStatus(p));
+        }
+      } else {
+        for (FileStatus s : fs.listStatus(root)) {
+          if (s.isFile() && s.getPath().getName().endsWith(".safetensors") && !s.getPath().getName().startsWith(".")) {
+            files.add(s);
+          }
+        }
+        files.sort((a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+      }
+      if (files.isEmpty()) {
+        throw new UserError(input + ": directory holds no .safetensors files");
+      }
+    }
+    MessageDigest digest = sha256();
+    List<InputTensor> tensors = new ArrayList<>();
+    Map<String, String> seen = new HashMap<>();
+    for (FileStatus f : files) {
+      SafetensorsHeader h;
+      try {
+        h = Storage.readHeader(fs, f.getPath());
+      } catch (SafetensorsFormatException e) {
+        throw new UserError(e.getMessage(), e);
+      }
+      update(digest, f.getPath().getName() + "\0" + f.getLen() + "\0" + f.getModificationTime() + "\0");
+      for (TensorEntry e : h.entries().values()) {
+        String file = f.getPath().toString();
+        String other = seen.put(e.name(), file);
+        if (other != null) {
+          throw new UserError(file + ": tensor '" + e.name() + "' is also in " + other);
+        }
+        if (weightMap != null && !f.getPath().getName().equals(weightMap.get(e.name()))) {
+          throw new UserError(file + ": tensor '" + e.name() + "' is not mapped to this file by " + INDEX
+              + " (it says " + weightMap.get(e.name()) + ")");
+        }
+        tensors.add(new InputTensor(e.name(), file, e.dtype(), e.shape(), h.dataStart() + e.begin(), e.byteSize()));
+        update(digest, e.name() + "\0" + e.dtype() + Arrays.toString(e.shape()) + e.begin() + "\0");
+      }
+    }
+    if (weightMap != null) {
+      for (Map.Entry<String, String> m : weightMap.entrySet()) {
+        if (!seen.containsKey(m.getKey())) {
+          throw new UserError(new Path(root, m.getValue()) + ": tensor '" + m.getKey() + "' is in " + INDEX
+              + " but not in that file");
+        }
+      }
+    }
+    if (tensors.isEmpty()) {
+      throw new UserError(input + ": holds no tensors");
+    }
+    return new InputCheckpoint(root.toString(), List.copyOf(tensors), HexFormat.of().formatHex(digest.digest()));
+  }
+
+  private static Map<String, String> weightMap(FileSystem fs, Path index) throws IOException {
+    JsonNode root;
+    try {
+      root = JSON.readTree(Storage.readString(fs, index));
+    } catch (IOException e) {
+      throw new UserError(index + ": not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
+    }
+    JsonNode map = root == null ? null : root.get("weight_map");
+    if (map == null || !map.isObject()) {
+      throw new UserError(index + ": has no \"weight_map\" object");
+    }
+    Map<String, String> out = new LinkedHashMap<>();
+    map.fields().forEachRemaining(e -> {
+      if (!e.getValue().isTextual() || e.getValue().textValue().contains("/")) {
+        throw new UserError(index + ": weight_map entry for tensor '" + e.getKey() + "' is not a file name in the directory");
+      }
+      out.put(e.getKey(), e.getValue().textValue());
+    });
+    return out;
+  }
+
+  static MessageDigest sha256() {
+    try {
+      return MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  static void update(MessageDigest d, String s) {
+    d.update(s.getBytes(StandardCharsets.UTF_8));
+  }
+}

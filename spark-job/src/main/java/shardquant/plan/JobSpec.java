@@ -1,0 +1,57 @@
+package shardquant.plan;
+
+import java.io.Serializable;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+import shardquant.job.UserError;
+import shardquant.kernels.quant.QuantConfig;
+
+/**
+ * What the user asked for: the recipe and its parameters, which tensors to quantize, and how big
+ * shards and output files may be. {@code include}/{@code exclude} are regular expressions matched
+ * against whole tensor names (null: not given).
+ */
+public record JobSpec(QuantConfig config, String include, String exclude, long shardBytes, long outputFileBytes)
+    implements Serializable {
+  public static final long DEFAULT_SHARD_BYTES = 64L << 20;
+  public static final long DEFAULT_OUTPUT_FILE_BYTES = 5L << 30;
+
+  public JobSpec {
+    if (shardBytes < 1) {
+      throw new UserError("--shard-bytes must be positive, got " + shardBytes);
+    }
+    if (outputFileBytes < 1) {
+      throw new UserError("--output-file-bytes must be positive, got " + outputFileBytes);
+    }
+    compile("--include", include);
+    compile("--exclude", exclude);
+  }
+
+  /**
+   * Whether a tensor is quantized. By default (DESIGN.md): every 2-D floating {@code *.weight} except
+   * embeddings, norms and {@code lm_head}; {@code --include} replaces that rule, {@code --exclude}
+   * removes from whichever rule applies.
+   */
+  public boolean selects(InputTensor t) {
+    String n = t.name();
+    boolean in = include != null ? compile("--include", include).matcher(n).matches() : isDefaultTarget(t);
+    return in && (exclude == null || !compile("--exclude", exclude).matcher(n).matches());
+  }
+
+  static boolean isDefaultTarget(InputTensor t) {
+    String n = t.name().toLowerCase(java.util.Locale.ROOT);
+    return t.rank() == 2 && t.dtype().isFloating() && n.endsWith(".weight") && !n.contains("embed")
+        && !n.contains("norm") && !n.startsWith("lm_head.") && !n.contains(".lm_head.");
+  }
+
+  private static Pattern compile(String option, String regex) {
+    if (regex == null) {
+      return null;
+    }
+    try {
+      return Pattern.compile(regex);
+    } catch (PatternSyntaxException e) {
+      throw new UserError(option + " '" + regex + "' is not a valid regular expression: " + e.getDescription());
+    }
+  }
+}
