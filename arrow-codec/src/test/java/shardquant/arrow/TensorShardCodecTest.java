@@ -23,31 +23,6 @@ import shardquant.kernels.tensor.Tensor;
 
 class TensorShardCodecTest extends AllocatorTest {
 
-  /** How a batch reaches its reader: not at all, through Spark as an IPC stream, or as an IPC file. */
-  enum Route {
-    BATCH, STREAM, FILE;
-
-    @SuppressWarnings("unchecked")
-    ShardBatch<TensorShard> carry(ShardBatch<TensorShard> batch, AllocatorTest test) throws IOException {
-      switch (this) {
-        case BATCH:
-          return batch;
-        case STREAM:
-          try (batch) {
-            return ArrowShards.readTensorShard(ArrowShards.toIpcStream(batch), test.allocator);
-          }
-        default:
-          Path file = test.dir.resolve("nested/dirs/shard.arrow");
-          try (batch) {
-            ArrowShards.writeIpcFile(batch, file);
-          }
-          ShardBatch<?> read = ArrowShards.readIpcFile(file, test.allocator);
-          assertTrue(read.shard() instanceof TensorShard, "file kind detected as " + read.shard().getClass());
-          return (ShardBatch<TensorShard>) read;
-      }
-    }
-  }
-
   static Stream<Arguments> shards() {
     Stream<TensorShard> cases = Stream.of(
         rows("model.layers.0.mlp.down_proj.weight", randomTensor(DType.BF16, 1, 10, 6), 4, 8),
@@ -67,7 +42,8 @@ class TensorShardCodecTest extends AllocatorTest {
   @ParameterizedTest(name = "{0} via {1}")
   @MethodSource("shards")
   void roundTripsAsOffHeapViews(TensorShard original, Route route) throws IOException {
-    try (ShardBatch<TensorShard> batch = route.carry(ArrowShards.tensorShard(original, allocator), this)) {
+    try (ShardBatch<TensorShard> batch = route.carry(ArrowShards.tensorShard(original, allocator),
+        TensorShard.class, ArrowShards::readTensorShard, allocator, dir)) {
       TensorShard decoded = batch.shard();
       assertEquals(original.tensor(), decoded.tensor());
       assertArrayEquals(original.tensorShape(), decoded.tensorShape());
