@@ -68,7 +68,7 @@ final class Verify {
     Map<String, SafetensorsHeader> headers = new HashMap<>();
     Map<String, String> fileOfTensor = new HashMap<>();
     Set<String> quantized = new java.util.HashSet<>();
-    for (String file : new java.util.TreeSet<>(iterableValues(index.path("weight_map")))) {
+    for (String file : iterableValues(index.path("weight_map"))) {
       SafetensorsHeader h = Storage.readHeader(fs, new Path(dir, file));
       headers.put(file, h);
       for (String name : JSON.readValue(h.metadata().getOrDefault("tensor_names", "[]"), String[].class)) {
@@ -191,7 +191,7 @@ final class Verify {
   }
 
   private static Iterable<String> iterableValues(JsonNode map) {
-    List<String> out = new ArrayList<>();
+    java.util.TreeSet<String> out = new java.util.TreeSet<>();
     map.fields().forEachRemaining(e -> out.add(e.getValue().asText()));
     return out;
   }

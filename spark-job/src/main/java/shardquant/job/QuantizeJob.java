@@ -77,12 +77,15 @@ public final class QuantizeJob {
             .mapPartitionsWithIndex((i, it) -> Collections.singletonList(assembler.assemble(files[i], it)).iterator(), true)
             .setName(Progress.ASSEMBLE_RDD)
             .collect());
-      } catch (org.apache.spark.SparkException | RuntimeException e) {
+      } catch (Exception e) { // Spark throws its checked SparkException without declaring it
         String user = UserError.findIn(e);
         if (user != null) {
           throw new UserError(user, e);
         }
-        throw e;
+        if (e instanceof RuntimeException r) {
+          throw r;
+        }
+        throw new IllegalStateException(e.getMessage(), e);
       }
     }
     if (Boolean.parseBoolean(conf.get(HALT_BEFORE_COMMIT_CONF, "false"))) {
