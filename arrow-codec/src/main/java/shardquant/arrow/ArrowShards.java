@@ -257,8 +257,14 @@ public final class ArrowShards {
   public static ShardBatch<?> readIpcFile(Path in, BufferAllocator allocator) throws IOException {
     Objects.requireNonNull(allocator, "allocator");
     String source = "Arrow IPC file " + in;
-    try (FileChannel channel = FileChannel.open(in, StandardOpenOption.READ);
-        ArrowFileReader footer = new ArrowFileReader(channel, allocator)) {
+    try (FileChannel channel = FileChannel.open(in, StandardOpenOption.READ)) {
+      return readIpcFile(channel, allocator, source);
+    }
+  }
+
+  private static ShardBatch<?> readIpcFile(FileChannel channel, BufferAllocator allocator, String source)
+      throws IOException {
+    try (ArrowFileReader footer = new ArrowFileReader(channel, allocator)) {
       Schema schema = footer.getVectorSchemaRoot().getSchema();
       String kind = schema.getCustomMetadata().get(KIND_KEY);
       if (!TENSOR_SHARD.equals(kind) && !QUANTIZED_SHARD.equals(kind)) {

@@ -101,6 +101,17 @@ class SchemaCheckTest extends AllocatorTest {
   }
 
   @Test
+  void fileReaderSaysWhichFileIsMissingOrNotArrow() throws IOException {
+    Path missing = dir.resolve("missing.arrow");
+    assertThrows(java.nio.file.NoSuchFileException.class, () -> ArrowShards.readIpcFile(missing, allocator));
+    Path text = dir.resolve("text.arrow");
+    java.nio.file.Files.writeString(text, "this is not an Arrow file, only some words");
+    Exception e = assertThrows(Exception.class, () -> ArrowShards.readIpcFile(text, allocator));
+    assertTrue(e instanceof IOException || e instanceof IllegalArgumentException, e.toString());
+    assertTrue(e.getMessage().contains(text.toString()), e.getMessage());
+  }
+
+  @Test
   void fileReaderRefusesAnUnknownKind() throws IOException {
     Path file = dir.resolve("other.arrow");
     try (ShardBatch<TensorShard> batch = tensorBatch();
