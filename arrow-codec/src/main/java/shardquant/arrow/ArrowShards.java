@@ -18,21 +18,26 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.function.Function;
+import org.apache.arrow.flatbuf.MessageHeader;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.util.AutoCloseables;
 import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.VectorLoader;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ipc.ArrowFileReader;
 import org.apache.arrow.vector.ipc.ArrowFileWriter;
-import org.apache.arrow.vector.ipc.ArrowStreamReader;
 import org.apache.arrow.vector.ipc.ArrowStreamWriter;
+import org.apache.arrow.vector.ipc.ReadChannel;
 import org.apache.arrow.vector.ipc.message.ArrowBlock;
+import org.apache.arrow.vector.ipc.message.ArrowFieldNode;
+import org.apache.arrow.vector.ipc.message.ArrowRecordBatch;
+import org.apache.arrow.vector.ipc.message.MessageMetadataResult;
+import org.apache.arrow.vector.ipc.message.MessageSerializer;
 import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.arrow.vector.types.pojo.FieldType;
 import org.apache.arrow.vector.types.pojo.Schema;
-import org.apache.arrow.vector.util.TransferPair;
+import org.apache.arrow.vector.util.ValueVectorUtility;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 
@@ -252,26 +257,33 @@ public final class ArrowShards {
   public static ShardBatch<?> readIpcFile(Path in, BufferAllocator allocator) throws IOException {
     Objects.requireNonNull(allocator, "allocator");
     String source = "Arrow IPC file " + in;
-    try (FileChannel channel = FileChannel.open(in, StandardOpenOption.READ);
-        ArrowFileReader reader = new ArrowFileReader(channel, allocator)) {
-      VectorSchemaRoot loaded = reader.getVectorSchemaRoot();
-      String kind = loaded.getSchema().getCustomMetadata().get(KIND_KEY);
-      Function<VectorSchemaRoot, ?> decode;
-      if (TENSOR_SHARD.equals(kind)) {
-        decode = ArrowShards::decodeTensorShard;
-      } else if (QUANTIZED_SHARD.equals(kind)) {
-        decode = ArrowShards::decodeQuantizedShard;
-      } else {
+    try (FileChannel channel = FileChannel.open(in, StandardOpenOption.READ)) {
+      return readIpcFile(channel, allocator, source);
+    }
+  }
+
+  private static ShardBatch<?> readIpcFile(FileChannel channel, BufferAllocator allocator, String source)
+      throws IOException {
+    try (ArrowFileReader footer = new ArrowFileReader(channel, allocator)) {
+      Schema schema = footer.getVectorSchemaRoot().getSchema();
+      String kind = schema.getCustomMetadata().get(KIND_KEY);
+      if (!TENSOR_SHARD.equals(kind) && !QUANTIZED_SHARD.equals(kind)) {
         throw new IllegalArgumentException(source + " is not a shardquant shard: expected " + KIND_KEY + "="
             + TENSOR_SHARD + " or " + QUANTIZED_SHARD + ", found " + KIND_KEY + "=" + kind);
       }
-      checkSchema(loaded.getSchema(), kind, source);
-      List<ArrowBlock> blocks = reader.getRecordBlocks();
+      checkSchema(schema, kind, source);
+      List<ArrowBlock> blocks = footer.getRecordBlocks();
       if (blocks.size() != 1) {
         throw new IllegalArgumentException(source + " holds " + blocks.size() + " record batches, expected 1");
       }
-      reader.loadRecordBatch(blocks.get(0));
-      return adopt(detach(loaded, allocator), decode);
+      channel.position(blocks.get(0).getOffset());
+      VectorSchemaRoot root = loadBatch(new ReadChannel(channel), channel.size(), schema, allocator, source);
+      return adopt(root, kind.equals(TENSOR_SHARD) ? ArrowShards::decodeTensorShard
+          : ArrowShards::decodeQuantizedShard, source);
+    } catch (RuntimeException e) {
+      throw corrupt(source, e);
+    } catch (IOException e) {
+      throw new IOException(source + ": " + e.getMessage(), e);
     }
   }
 
@@ -280,25 +292,97 @@ public final class ArrowShards {
     Objects.requireNonNull(ipcStream, "ipcStream");
     Objects.requireNonNull(allocator, "allocator");
     String source = "Arrow IPC stream of " + ipcStream.length + " bytes";
-    try (ArrowStreamReader reader = new ArrowStreamReader(new ByteArrayInputStream(ipcStream), allocator)) {
-      VectorSchemaRoot loaded = reader.getVectorSchemaRoot();
-      checkSchema(loaded.getSchema(), kind, source);
-      if (!reader.loadNextBatch()) {
-        throw new IllegalArgumentException(source + " holds no record batch");
+    try (ReadChannel in = new ReadChannel(Channels.newChannel(new ByteArrayInputStream(ipcStream)))) {
+      MessageMetadataResult first = MessageSerializer.readMessage(in);
+      if (first == null || first.headerType() != MessageHeader.Schema) {
+        throw new IllegalArgumentException(source + " does not start with an Arrow schema message");
       }
-      ShardBatch<T> batch = adopt(detach(loaded, allocator), decode);
+      Schema schema = MessageSerializer.deserializeSchema(first);
+      checkSchema(schema, kind, source);
+      ShardBatch<T> batch = adopt(loadBatch(in, ipcStream.length, schema, allocator, source), decode, source);
+      MessageMetadataResult extra;
       try {
-        if (reader.loadNextBatch()) {
-          throw new IllegalArgumentException(source + " holds more than one record batch");
-        }
+        extra = MessageSerializer.readMessage(in);
       } catch (IOException | RuntimeException e) {
         batch.close();
         throw e;
       }
+      if (extra != null) {
+        batch.close();
+        throw new IllegalArgumentException(source + " holds more than one record batch");
+      }
       return batch;
-    } catch (IOException e) {
-      throw new IllegalArgumentException("cannot read " + source + ": " + e.getMessage(), e);
+    } catch (IOException | RuntimeException e) {
+      throw corrupt(source, e);
     }
+  }
+
+  /**
+   * Reads the next message, which must be a record batch, into a new root. The body is checked against
+   * the input's size before it is allocated. Deserializing takes over the body but leaks it when a
+   * corrupt batch fails (as Arrow's own readers then do), so it is released here on that path; a row
+   * count that disagrees with a column's would likewise leak inside Arrow's loader, so it is refused.
+   */
+  private static VectorSchemaRoot loadBatch(ReadChannel in, long inputSize, Schema schema, BufferAllocator allocator,
+      String source) throws IOException {
+    MessageMetadataResult message = MessageSerializer.readMessage(in);
+    if (message == null || message.headerType() != MessageHeader.RecordBatch) {
+      throw new IllegalArgumentException(source + " holds " + (message == null ? "no Arrow message"
+          : "an Arrow message of type " + MessageHeader.name(message.headerType())) + " where a record batch belongs");
+    }
+    long bodyLength = message.getMessageBodyLength();
+    if (bodyLength < 0 || bodyLength > inputSize) {
+      throw new IllegalArgumentException(source + " declares a record batch body of " + bodyLength
+          + " bytes, but holds only " + inputSize);
+    }
+    ArrowBuf body = MessageSerializer.readMessageBody(in, bodyLength, allocator);
+    ArrowRecordBatch batch;
+    try {
+      batch = MessageSerializer.deserializeRecordBatch(message, body);
+    } catch (Throwable t) {
+      body.close();
+      throw t;
+    }
+    VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator);
+    try (batch) {
+      checkColumnLengths(schema, batch, source);
+      new VectorLoader(root).load(batch);
+      ValueVectorUtility.validateFull(root); // offsets in bounds before anything reads them
+    } catch (Throwable t) {
+      root.close();
+      throw t;
+    }
+    return root;
+  }
+
+  /** Every column of a record batch has the batch's row count. */
+  private static void checkColumnLengths(Schema schema, ArrowRecordBatch batch, String source) {
+    List<ArrowFieldNode> nodes = batch.getNodes();
+    int at = 0;
+    for (Field f : schema.getFields()) {
+      if (at >= nodes.size() || nodes.get(at).getLength() != batch.getLength()) {
+        throw new IllegalArgumentException(source + ": column '" + f.getName() + "' does not have the batch's "
+            + batch.getLength() + " rows");
+      }
+      at += nodeCount(f);
+    }
+  }
+
+  /** How many field nodes an Arrow record batch has for {@code f}: one for it and one per descendant. */
+  private static int nodeCount(Field f) {
+    int n = 1;
+    for (Field child : f.getChildren()) {
+      n += nodeCount(child);
+    }
+    return n;
+  }
+
+  /** Our own errors pass unchanged; anything Arrow throws on bad bytes says which input was bad. */
+  private static IllegalArgumentException corrupt(String source, Exception e) {
+    if (e instanceof IllegalArgumentException && e.getMessage() != null && e.getMessage().startsWith(source)) {
+      return (IllegalArgumentException) e;
+    }
+    return new IllegalArgumentException(source + " is not a readable shardquant shard: " + e, e);
   }
 
   /** Checks kind, version and columns, saying what was expected and what was found. */
@@ -307,7 +391,8 @@ public final class ArrowShards {
     String foundKind = meta.get(KIND_KEY);
     String foundVersion = meta.get(VERSION_KEY);
     if (!kind.equals(foundKind) || !String.valueOf(SCHEMA_VERSION).equals(foundVersion)) {
-      throw new IllegalArgumentException(source + " is not a shardquant " + kind + " batch of this version: expected "
+      throw new IllegalArgumentException(source + " is not a shardquant " + kind + " batch of schema version " + SCHEMA_VERSION
+          + ": expected "
           + KIND_KEY + "=" + kind + " and " + VERSION_KEY + "=" + SCHEMA_VERSION + ", found " + KIND_KEY + "="
           + foundKind + " and " + VERSION_KEY + "=" + foundVersion);
     }
@@ -390,24 +475,14 @@ public final class ArrowShards {
     }
   }
 
-  /** Moves a reader's loaded vectors into a root of their own, so the reader can be closed at once. */
-  private static VectorSchemaRoot detach(VectorSchemaRoot loaded, BufferAllocator allocator) {
-    List<FieldVector> moved = new ArrayList<>();
+  /** Same, for a batch read from {@code source}: a batch that does not decode is reported as coming from it. */
+  private static <T> ShardBatch<T> adopt(VectorSchemaRoot root, Function<VectorSchemaRoot, ? extends T> decode,
+      String source) {
     try {
-      for (FieldVector v : loaded.getFieldVectors()) {
-        TransferPair transfer = v.getTransferPair(allocator);
-        transfer.transfer();
-        moved.add((FieldVector) transfer.getTo());
-      }
-    } catch (RuntimeException e) {
-      try {
-        AutoCloseables.close(moved);
-      } catch (Exception suppressed) {
-        e.addSuppressed(suppressed);
-      }
-      throw e;
+      return adopt(root, decode);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(source + " holds a bad shard: " + e.getMessage(), e);
     }
-    return new VectorSchemaRoot(loaded.getSchema(), moved, loaded.getRowCount());
   }
 
   private static Field utf8(String name) {
