@@ -17,6 +17,8 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import shardquant.exec.Placement;
+import shardquant.job.OpenFiles;
+import shardquant.job.QuantizeJob;
 import shardquant.job.Storage;
 import shardquant.job.UserError;
 import shardquant.kernels.quant.GlobalStats;
@@ -82,7 +84,7 @@ final class Verify {
     String include = quantized.stream().map(Pattern::quote).collect(Collectors.joining("|"));
     Plan plan = Planner.plan(input, new JobSpec(config, include, null, SHARD_BYTES, Long.MAX_VALUE));
     List<String> problems = new ArrayList<>();
-    try (Streams streams = new Streams(conf)) {
+    try (OpenFiles streams = new OpenFiles(conf)) {
       for (Plan.Tensor t : plan.tensors()) {
         String name = t.input().name();
         String file = fileOfTensor.get(name);
@@ -114,7 +116,7 @@ final class Verify {
     return problems.isEmpty() ? Main.OK : Main.VERIFY_FAILED;
   }
 
-  private static String compareTensor(Plan plan, Plan.Tensor t, SafetensorsHeader h, Path file, Streams streams)
+  private static String compareTensor(Plan plan, Plan.Tensor t, SafetensorsHeader h, Path file, OpenFiles streams)
       throws IOException {
     for (Plan.StoredPart p : t.parts()) {
       TensorEntry e = h.entries().get(p.key());
@@ -129,13 +131,7 @@ final class Verify {
       for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
         blocks.add(Nf4Ref.blockAbsmax(readRows(t.input(), plan.shards().get(s), streams)));
       }
-      float[] all = new float[blocks.stream().mapToInt(b -> b.length).sum()];
-      int at = 0;
-      for (float[] b : blocks) {
-        System.arraycopy(b, 0, all, at, b.length);
-        at += b.length;
-      }
-      global = new GlobalStats(Nf4Ref.scalerMean(t.input().dtype(), all));
+      global = new GlobalStats(QuantizeJob.nf4Mean(t.input(), blocks));
     }
     FSDataInputStream output = streams.open(file.toString());
     for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
@@ -178,7 +174,7 @@ final class Verify {
     return null;
   }
 
-  private static Tensor readRows(InputTensor in, Plan.Shard shard, Streams streams) throws IOException {
+  private static Tensor readRows(InputTensor in, Plan.Shard shard, OpenFiles streams) throws IOException {
     long rows = shard.rowEnd() - shard.rowStart();
     ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(rows * in.rowBytes()));
     Storage.readFully(streams.open(in.file()), in.offset() + shard.rowStart() * in.rowBytes(), b);
@@ -194,32 +190,5 @@ final class Verify {
     java.util.TreeSet<String> out = new java.util.TreeSet<>();
     map.fields().forEachRemaining(e -> out.add(e.getValue().asText()));
     return out;
-  }
-
-  /** Streams opened by verify, one per file, closed together. */
-  private static final class Streams implements AutoCloseable {
-    private final Configuration conf;
-    private final Map<String, FSDataInputStream> open = new HashMap<>();
-
-    Streams(Configuration conf) {
-      this.conf = conf;
-    }
-
-    FSDataInputStream open(String file) throws IOException {
-      FSDataInputStream s = open.get(file);
-      if (s == null) {
-        Path p = new Path(file);
-        s = Storage.fs(p, conf).open(p);
-        open.put(file, s);
-      }
-      return s;
-    }
-
-    @Override
-    public void close() throws IOException {
-      for (FSDataInputStream s : open.values()) {
-        s.close();
-      }
-    }
   }
 }

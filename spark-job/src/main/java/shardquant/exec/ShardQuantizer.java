@@ -4,13 +4,10 @@ import java.io.IOException;
 import java.io.Serializable;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
-import org.apache.hadoop.fs.FileSystem;
 import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import scala.Tuple2;
@@ -19,6 +16,7 @@ import shardquant.arrow.QuantizedShard;
 import shardquant.arrow.ShardBatch;
 import shardquant.arrow.ShardPart;
 import shardquant.arrow.TensorShard;
+import shardquant.job.OpenFiles;
 import shardquant.job.Storage;
 import shardquant.job.UserError;
 import shardquant.kernels.quant.GlobalStats;
@@ -54,7 +52,7 @@ public final class ShardQuantizer implements Serializable {
   /** Quantizes (or copies) every shard of one task's group. */
   public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
-    try (Inputs inputs = new Inputs(); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
+    try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
         Plan.Tensor t = plan.tensorOf(shard);
@@ -93,7 +91,7 @@ public final class ShardQuantizer implements Serializable {
   /** NF4's first pass: the absmax of every 64-element block of each shard, in row order. */
   public List<Tuple2<Integer, float[]>> blockAbsmax(int[] group) throws IOException {
     List<Tuple2<Integer, float[]>> out = new ArrayList<>();
-    try (Inputs inputs = new Inputs(); BufferAllocator alloc = ArrowMemory.child("absmax-" + group[0])) {
+    try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("absmax-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
         Plan.Tensor t = plan.tensorOf(shard);
@@ -109,7 +107,7 @@ public final class ShardQuantizer implements Serializable {
     return out;
   }
 
-  private ShardBatch<TensorShard> read(Inputs inputs, Plan.Shard shard, BufferAllocator alloc) throws IOException {
+  private ShardBatch<TensorShard> read(OpenFiles inputs, Plan.Shard shard, BufferAllocator alloc) throws IOException {
     InputTensor in = plan.tensorOf(shard).input();
     FSDataInputStream stream = inputs.open(in.file());
     long offset = in.offset() + shard.rowStart() * in.rowBytes();
@@ -117,7 +115,7 @@ public final class ShardQuantizer implements Serializable {
       return ArrowShards.tensorShard(in.name(), in.shape(), shard.rowStart(), shard.rowEnd(), in.dtype(), alloc,
           buf -> Storage.readFully(stream, offset, buf));
     } catch (java.io.EOFException e) {
-      throw UserError.onExecutor(in.file() + ": tensor '" + in.name() + "': file ends before its rows [" + shard.rowStart()
+      throw UserError.onExecutor(Storage.display(in.file()) + ": tensor '" + in.name() + "': file ends before its rows [" + shard.rowStart()
           + ", " + shard.rowEnd() + ") (truncated since the job was planned?)");
     }
   }
@@ -129,7 +127,7 @@ public final class ShardQuantizer implements Serializable {
       float v = rows.getFloat(i);
       if (!Float.isFinite(v)) {
         long cols = in.cols();
-        throw UserError.onExecutor(in.file() + ": tensor '" + in.name() + "' has " + v + " at row "
+        throw UserError.onExecutor(Storage.display(in.file()) + ": tensor '" + in.name() + "' has " + v + " at row "
             + (shard.rowStart() + i / cols) + ", column " + (i % cols) + "; a weight to quantize must be finite"
             + " (fix the checkpoint, or leave the tensor out with --exclude)");
       }
@@ -142,34 +140,6 @@ public final class ShardQuantizer implements Serializable {
     if (task != null && in.name().equals(target) && task.attemptNumber() == 0) {
       rows.getFloat(rows.numel() / 2);
       throw new IllegalStateException("injected failure halfway through a shard of " + in.name() + " (" + FAIL_SHARD_CONF + ")");
-    }
-  }
-
-  /** Input streams opened by one task, one per file, closed together. */
-  private static final class Inputs implements AutoCloseable {
-    private final Configuration conf = Storage.executorConf();
-    private final Map<String, FSDataInputStream> open = new HashMap<>();
-
-    FSDataInputStream open(String file) throws IOException {
-      FSDataInputStream s = open.get(file);
-      if (s == null) {
-        org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(file);
-        FileSystem fs = Storage.fs(p, conf);
-        try {
-          s = fs.open(p);
-        } catch (java.io.FileNotFoundException e) {
-          throw UserError.onExecutor(file + ": no such file (removed since the job was planned?)");
-        }
-        open.put(file, s);
-      }
-      return s;
-    }
-
-    @Override
-    public void close() throws IOException {
-      for (FSDataInputStream s : open.values()) {
-        s.close();
-      }
     }
   }
 }

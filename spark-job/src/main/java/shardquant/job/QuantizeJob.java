@@ -157,6 +157,15 @@ public final class QuantizeJob {
     return out.toArray(new int[0][]);
   }
 
+  /** NF4's scaler mean of a tensor from its shards' block absmax values; a tensor NF4 cannot hold is the user's error. */
+  public static float nf4Mean(shardquant.plan.InputTensor t, List<float[]> shardsInRowOrder) {
+    try {
+      return Nf4Ref.scalerMean(t.dtype(), shardsInRowOrder);
+    } catch (IllegalArgumentException e) {
+      throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "': " + e.getMessage());
+    }
+  }
+
   /** NF4's first pass: each tensor's scaler mean, from all its block absmax values in row order. */
   private static Map<Integer, GlobalStats> nf4Means(JavaSparkContext sc, Plan plan, int[][] groups) {
     ShardQuantizer absmax = new ShardQuantizer(plan, Map.of(), null);
@@ -171,18 +180,11 @@ public final class QuantizeJob {
       if (!t.quantized() || !byShard.containsKey(t.firstShard())) {
         continue;
       }
-      int n = 0;
+      List<float[]> shards = new ArrayList<>();
       for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
-        n += byShard.get(s).length;
+        shards.add(byShard.get(s));
       }
-      float[] all = new float[n];
-      int at = 0;
-      for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
-        float[] b = byShard.get(s);
-        System.arraycopy(b, 0, all, at, b.length);
-        at += b.length;
-      }
-      means.put(t.index(), new GlobalStats(Nf4Ref.scalerMean(t.input().dtype(), all)));
+      means.put(t.index(), new GlobalStats(nf4Mean(t.input(), shards)));
     }
     return means;
   }

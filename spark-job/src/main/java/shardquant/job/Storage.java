@@ -33,6 +33,11 @@ public final class Storage {
     return new Path(userPath);
   }
 
+  /** A path as a user reads it in a message: local files without their {@code file:} scheme. */
+  public static String display(String path) {
+    return path.startsWith("file:") ? new Path(path).toUri().getPath() : path;
+  }
+
   /** The Hadoop configuration on an executor (the driver's, with spark.hadoop.* settings applied). */
   public static Configuration executorConf() {
     return SparkHadoopUtil.get().newConfiguration(SparkEnv.get().conf());
@@ -55,7 +60,7 @@ public final class Storage {
   public static SafetensorsHeader readHeader(FileSystem fs, Path p) throws IOException {
     long size = fs.getFileStatus(p).getLen();
     try (FSDataInputStream in = fs.open(p)) {
-      return SafetensorsHeader.read(p.toString(), size, (position, into) -> readFully(in, position, into));
+      return SafetensorsHeader.read(display(p.toString()), size, (position, into) -> readFully(in, position, into));
     }
   }
 

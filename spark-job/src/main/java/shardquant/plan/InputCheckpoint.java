@@ -54,7 +54,7 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
         for (String f : new TreeSet<>(weightMap.values())) {
           Path p = new Path(root, f);
           if (!fs.exists(p)) {
-            throw new UserError(index + ": names file '" + f + "', which does not exist");
+            throw new UserError(Storage.display(index.toString()) + ": names file '" + f + "', which does not exist");
           }
           files.add(fs.getFileStatus(p));
         }
@@ -85,10 +85,10 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
         String file = f.getPath().toString();
         String other = seen.put(e.name(), file);
         if (other != null) {
-          throw new UserError(file + ": tensor '" + e.name() + "' is also in " + other);
+          throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is also in " + other);
         }
         if (weightMap != null && !f.getPath().getName().equals(weightMap.get(e.name()))) {
-          throw new UserError(file + ": tensor '" + e.name() + "' is not mapped to this file by " + INDEX
+          throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is not mapped to this file by " + INDEX
               + " (it says " + weightMap.get(e.name()) + ")");
         }
         tensors.add(new InputTensor(e.name(), file, e.dtype(), e.shape(), h.dataStart() + e.begin(), e.byteSize()));
@@ -98,7 +98,7 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
     if (weightMap != null) {
       for (Map.Entry<String, String> m : weightMap.entrySet()) {
         if (!seen.containsKey(m.getKey())) {
-          throw new UserError(new Path(root, m.getValue()) + ": tensor '" + m.getKey() + "' is in " + INDEX
+          throw new UserError(Storage.display(new Path(root, m.getValue()).toString()) + ": tensor '" + m.getKey() + "' is in " + INDEX
               + " but not in that file");
         }
       }
@@ -114,16 +114,16 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
     try {
       root = JSON.readTree(Storage.readString(fs, index));
     } catch (IOException e) {
-      throw new UserError(index + ": not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
+      throw new UserError(Storage.display(index.toString()) + ": not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
     }
     JsonNode map = root == null ? null : root.get("weight_map");
     if (map == null || !map.isObject()) {
-      throw new UserError(index + ": has no \"weight_map\" object");
+      throw new UserError(Storage.display(index.toString()) + ": has no \"weight_map\" object");
     }
     Map<String, String> out = new LinkedHashMap<>();
     map.fields().forEachRemaining(e -> {
       if (!e.getValue().isTextual() || e.getValue().textValue().contains("/")) {
-        throw new UserError(index + ": weight_map entry for tensor '" + e.getKey() + "' is not a file name in the directory");
+        throw new UserError(Storage.display(index.toString()) + ": weight_map entry for tensor '" + e.getKey() + "' is not a file name in the directory");
       }
       out.put(e.getKey(), e.getValue().textValue());
     });

@@ -9,6 +9,7 @@ import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import shardquant.job.Storage;
 import shardquant.job.UserError;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
@@ -46,7 +47,7 @@ public final class Planner {
             : !t.dtype().isFloating() ? "its dtype " + t.dtype().safetensorsName() + " is not a float type"
             : k.refusal(t.rows(), t.cols(), t.dtype(), c);
         if (why != null) {
-          throw new UserError(t.file() + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()
+          throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()
               + Arrays.toString(t.shape()) + ": recipe " + c + " cannot take it: " + why
               + " (leave it out with --exclude, or choose another recipe or group size)");
         }

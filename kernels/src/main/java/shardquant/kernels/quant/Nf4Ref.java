@@ -120,6 +120,17 @@ public final class Nf4Ref {
     return dtype.round(sum / (float) blockAbsmax.length);
   }
 
+  /** The same from each row shard's {@link #blockAbsmax}, in row order (the job's first pass). */
+  public static float scalerMean(DType dtype, java.util.List<float[]> shardsInRowOrder) {
+    float[] all = new float[shardsInRowOrder.stream().mapToInt(b -> b.length).sum()];
+    int at = 0;
+    for (float[] b : shardsInRowOrder) {
+      System.arraycopy(b, 0, all, at, b.length);
+      at += b.length;
+    }
+    return scalerMean(dtype, all);
+  }
+
   /** {@code to_nf4(w, 64, 256)}: both passes over one whole tensor. */
   public static Nf4Tensor quantize(Tensor w) {
     checkShape(w.dtype(), w.shape());
