@@ -160,6 +160,8 @@ class FaultToleranceTest {
     Run r = withoutRetries(out, "--conf", "spark.shardquant.test.failShardOf=" + GATE);
     assertEquals(1, r.status(), r::toString);
     assertTrue(r.err().contains("injected failure") && r.err().contains(GATE), r::toString);
+    assertEquals(1, r.err().lines().filter(l -> !l.isBlank() && !l.startsWith("plan: ") && !l.startsWith("quantize: "))
+        .count(), () -> "one line besides the plan and progress:\n" + r);
     assertFalse(r.err().lines().anyMatch(l -> l.strip().startsWith("at ")), r::toString);
     assertEquals(List.of(), JobTestSupport.listing(out), "a failed quantize stage writes no file");
   }
