@@ -87,7 +87,11 @@ public final class OutputDir {
         hidden.add(s.getPath());
         continue;
       }
-      if (name.equals(SUCCESS) || name.equals(INDEX) || name.equals(REPORT)) {
+      if (name.equals(SUCCESS)) {
+        continue;
+      }
+      if (name.equals(INDEX) || name.equals(REPORT)) {
+        checkOurs(s.getPath(), name.equals(INDEX) ? "/metadata/shardquant_version" : "/input_fingerprint");
         continue;
       }
       if (!s.isFile() || !MODEL_FILE.matcher(name).matches()) {
@@ -127,6 +131,20 @@ public final class OutputDir {
     return new Kept(keep, reports);
   }
 
+  /** An index or report a rerun would replace must be one shardquant wrote. */
+  private void checkOurs(Path p, String pointer) throws IOException {
+    boolean ours;
+    try {
+      ours = !JSON.readTree(Storage.readString(fs, p)).at(pointer).isMissingNode();
+    } catch (IOException e) {
+      ours = false;
+    }
+    if (!ours) {
+      throw new UserError(userPath + ": holds '" + p.getName() + "', which shardquant did not write; give an empty or new"
+          + " output directory");
+    }
+  }
+
   /** Writes the index and the report, then {@code _SUCCESS} if {@code success}. */
   public void commit(Plan plan, List<TensorReport> reports, ObjectNode reportExtras, boolean success) throws IOException {
     ObjectNode index = JSON.createObjectNode();
@@ -157,7 +175,11 @@ public final class OutputDir {
       o.put("elements", r.elements());
       o.put("non_finite", r.nonFinite());
       o.put("backend", r.backend());
-      o.put("quantize_ms", r.quantizeNanos() / 1e6);
+      if (r.quantizeNanos() >= 0) {
+        o.put("quantize_ms", r.quantizeNanos() / 1e6);
+      } else {
+        o.put("kept_from_earlier_run", true);
+      }
     }
     ArrayNode files = report.putArray("files");
     plan.files().forEach(f -> files.add(f.name()));
