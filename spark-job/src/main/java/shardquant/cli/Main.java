@@ -113,7 +113,8 @@ public final class Main {
     JobSpec spec = new JobSpec(config, a.get("include"), a.get("exclude"),
         a.bytes("shard-bytes", JobSpec.DEFAULT_SHARD_BYTES), a.bytes("output-file-bytes", JobSpec.DEFAULT_OUTPUT_FILE_BYTES));
     return new JobOptions(a.required("input"), a.required("output"), spec, a.get("master"),
-        a.get("backend") == null ? "auto" : a.get("backend"), a.get("dump-shards"), a.sparkConf());
+        a.get("backend") == null ? "auto" : a.get("backend"),
+        a.get("dump-shards") == null ? null : Path.of(a.get("dump-shards")).toAbsolutePath().toString(), a.sparkConf());
   }
 
   private static int quantize(String[] args, PrintStream out, PrintStream err) throws IOException {

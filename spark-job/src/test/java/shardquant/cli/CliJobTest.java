@@ -48,6 +48,21 @@ class CliJobTest {
   }
 
   @Test
+  void verifyFindsAChangedByte() throws IOException {
+    Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
+    Path out = tmp.resolve("out");
+    assertEquals(0, JobTestSupport.quantize(input, out, "--recipe", "int8-weight-only").status());
+    Path file = JobTestSupport.modelFiles(out).get(0);
+    byte[] bytes = Files.readAllBytes(file);
+    bytes[bytes.length - 1000] ^= 1;
+    Files.write(file, bytes);
+    Run v = JobTestSupport.cli("verify", "--input", input.toString(), "--output", out.toString());
+    assertEquals(3, v.status(), v::toString);
+    assertTrue(v.out().lines().anyMatch(l -> l.startsWith("MISMATCH ") && l.contains("differs at file byte")), v::toString);
+    assertTrue(v.out().contains("1 mismatches"), v::toString);
+  }
+
+  @Test
   void inspectShowsAnInputsTensors() {
     Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
     Run r = JobTestSupport.cli("inspect", input.toString());
