@@ -31,7 +31,7 @@ public final class Main {
   private static final String USAGE = String.join("\n",
       "usage: shardquant COMMAND [ARGS]",
       "  quantize --input PATH --output DIR --recipe NAME [--group-size G] [--bits N] [--master URL]",
-      "           [--backend auto|reference] [--shard-bytes B] [--output-file-bytes B] [--include REGEX]",
+      "           [--backend auto|cpu|reference] [--shard-bytes B] [--output-file-bytes B] [--include REGEX]",
       "           [--exclude REGEX] [--recipe-file FILE] [--dump-shards DIR] [--conf spark.key=value ...]",
       "      quantize a safetensors checkpoint (file, directory, or directory with an index; local or any",
       "      Hadoop URI) into a torchao safetensors checkpoint. Recipes: " + Arrays.stream(Recipe.values()).map(Recipe::cliName).toList(),

@@ -63,6 +63,7 @@ public final class FileAssembler implements Serializable {
       Map<String, Long> written = new HashMap<>();
       Map<Integer, QuantStats> stats = new LinkedHashMap<>();
       Map<Integer, Long> nanos = new HashMap<>();
+      Map<Integer, String> backends = new HashMap<>();
       int pieces = 0;
       try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
           StandardOpenOption.TRUNCATE_EXISTING); BufferAllocator alloc = ArrowMemory.child("assemble-" + f.name())) {
@@ -81,6 +82,7 @@ public final class FileAssembler implements Serializable {
             stats.computeIfAbsent(t.index(), i -> new QuantStats()).merge(p.stats());
           }
           nanos.merge(t.index(), p.nanos(), Long::sum);
+          backends.merge(t.index(), p.backend(), (a, b) -> a.equals(b) ? a : a + "+" + b);
           failIfAsked(f, ++pieces);
         }
         checkComplete(f, written);
@@ -88,7 +90,7 @@ public final class FileAssembler implements Serializable {
         for (int ti : f.tensors()) {
           Plan.Tensor t = plan.tensors().get(ti);
           if (t.quantized()) {
-            reports.put(t.input().name(), TensorReport.of(t.input().name(), stats.get(ti), ShardQuantizer.BACKEND,
+            reports.put(t.input().name(), TensorReport.of(t.input().name(), stats.get(ti), backends.get(ti),
                 nanos.getOrDefault(ti, 0L)));
           }
         }

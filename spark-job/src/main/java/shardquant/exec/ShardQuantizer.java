@@ -19,10 +19,10 @@ import shardquant.arrow.TensorShard;
 import shardquant.job.OpenFiles;
 import shardquant.job.Storage;
 import shardquant.job.UserError;
+import shardquant.kernels.backend.Backend;
+import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantizedTensor;
-import shardquant.kernels.quant.RecipeKernel;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 import shardquant.plan.InputTensor;
@@ -37,21 +37,25 @@ public final class ShardQuantizer implements Serializable {
   private static final long serialVersionUID = 1L;
   /** Test hook: the first attempt of a task fails halfway through a shard of this tensor. */
   public static final String FAIL_SHARD_CONF = "spark.shardquant.test.failShardOf";
-  public static final String BACKEND = "reference";
 
   private final Plan plan;
   private final Map<Integer, GlobalStats> globals;
   private final String dumpDir;
+  private final String backend;
 
-  public ShardQuantizer(Plan plan, Map<Integer, GlobalStats> globals, String dumpDir) {
+  /** {@code backend}: a name for {@link Backends#forName}, resolved on each executor (the choice depends on its JVM and CPU). */
+  public ShardQuantizer(Plan plan, Map<Integer, GlobalStats> globals, String dumpDir, String backend) {
     this.plan = plan;
     this.globals = globals;
     this.dumpDir = dumpDir;
+    this.backend = backend;
   }
 
   /** Quantizes (or copies) every shard of one task's group. */
   public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
+    Backend b = Backends.forName(backend);
+    String used = b.nameFor(plan.config().recipe());
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
@@ -65,8 +69,7 @@ public final class ShardQuantizer implements Serializable {
           if (t.quantized()) {
             checkFinite(t.input(), shard, rows);
             failIfAsked(t.input(), rows);
-            RecipeKernel k = plan.config().recipe().kernel();
-            QuantizedTensor q = k.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
+            QuantizedTensor q = b.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
             for (Plan.StoredPart p : t.parts()) {
               parts.add(new ShardPart(p.key(), p.rowDim(), q.part(p.dataName())));
             }
@@ -82,7 +85,7 @@ public final class ShardQuantizer implements Serializable {
             }
           }
         }
-        out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start, BACKEND)));
+        out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start, used)));
       }
     }
     return out;
@@ -91,6 +94,7 @@ public final class ShardQuantizer implements Serializable {
   /** NF4's first pass: the absmax of every 64-element block of each shard, in row order. */
   public List<Tuple2<Integer, float[]>> blockAbsmax(int[] group) throws IOException {
     List<Tuple2<Integer, float[]>> out = new ArrayList<>();
+    Backend b = Backends.forName(backend);
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("absmax-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
@@ -100,7 +104,7 @@ public final class ShardQuantizer implements Serializable {
         }
         try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
           checkFinite(t.input(), shard, in.shard().data());
-          out.add(new Tuple2<>(s, Nf4Ref.blockAbsmax(in.shard().data())));
+          out.add(new Tuple2<>(s, b.nf4BlockAbsmax(in.shard().data())));
         }
       }
     }

@@ -9,5 +9,4 @@ import shardquant.plan.JobSpec;
  */
 public record JobOptions(String input, String output, JobSpec spec, String master, String backend, String dumpShards,
     Map<String, String> sparkConf) {
-  public static final String[] BACKENDS = {"auto", "reference", "cpu", "cuda"};
 }

@@ -19,6 +19,7 @@ import shardquant.commit.OutputDir;
 import shardquant.exec.FileAssembler;
 import shardquant.exec.FileResult;
 import shardquant.exec.ShardQuantizer;
+import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.Recipe;
@@ -66,8 +67,8 @@ public final class QuantizeJob {
         Progress progress = new Progress(plan, groups, build, console, 2000);
         sc.sc().addSparkListener(progress);
         Map<Integer, GlobalStats> globals = plan.config().recipe() == Recipe.NF4
-            ? nf4Means(sc, plan, groups) : Map.of();
-        ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards());
+            ? nf4Means(sc, plan, groups, o.backend()) : Map.of();
+        ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards(), o.backend());
         FileAssembler assembler = new FileAssembler(plan, out.path().toString());
         int[] files = build;
         results.addAll(sc.parallelize(Arrays.asList(groups), groups.length)
@@ -135,12 +136,10 @@ public final class QuantizeJob {
   }
 
   private static void checkBackend(String backend) {
-    switch (backend) {
-      case "auto", "reference" -> { }
-      case "cpu", "cuda" -> throw new UserError("--backend " + backend + " is not built yet; use --backend reference"
-          + " (or auto, which is the reference backend until the CPU SIMD and CUDA backends land)");
-      default -> throw new UserError("--backend must be one of " + Arrays.toString(JobOptions.BACKENDS) + ", got '"
-          + backend + "'");
+    try {
+      Backends.forName(backend);
+    } catch (IllegalArgumentException e) {
+      throw new UserError("--backend: " + e.getMessage());
     }
   }
 
@@ -167,8 +166,8 @@ public final class QuantizeJob {
   }
 
   /** NF4's first pass: each tensor's scaler mean, from all its block absmax values in row order. */
-  private static Map<Integer, GlobalStats> nf4Means(JavaSparkContext sc, Plan plan, int[][] groups) {
-    ShardQuantizer absmax = new ShardQuantizer(plan, Map.of(), null);
+  private static Map<Integer, GlobalStats> nf4Means(JavaSparkContext sc, Plan plan, int[][] groups, String backend) {
+    ShardQuantizer absmax = new ShardQuantizer(plan, Map.of(), null, backend);
     List<Tuple2<Integer, float[]>> blocks = sc.parallelize(Arrays.asList(groups), groups.length)
         .flatMap(g -> absmax.blockAbsmax(g).iterator())
         .setName(Progress.ABSMAX_RDD)

@@ -10,12 +10,22 @@ import java.math.MathContext;
  * row shards it was cut into and in whatever order the shards are combined.
  *
  * <p>Why exact: a double sum depends on the order of its terms, and Spark combines shards in any
- * order. Each shard accumulates squares in double over fixed <em>stat blocks</em> (whole rows, or
- * NF4's 64-element blocks: units no shard boundary ever cuts), in a fixed order inside the block, and
- * adds each block's double into a {@link BigDecimal}, which adds exactly. The max is order-free.
+ * order. Each shard accumulates squares in double over fixed <em>stat blocks</em> (whole rows: units
+ * no shard boundary ever cuts), in a fixed order inside the block, and adds each block's double into a
+ * {@link BigDecimal}, which adds exactly. The max is order-free.
+ *
+ * <p>The order inside a block is the one every backend follows, so their stats (and the output files
+ * that record them) are identical: element j of the block goes to lane {@code j % LANES}; each lane
+ * adds {@code (double) x * x} and {@code e * e} with {@code e = (double) x - d} in element order
+ * (no fused multiply-add); the lanes then combine as {@code ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
+ * (l6 + l7))}. A SIMD kernel keeps 8 double lanes (two 4-lane vectors on AVX2); a GPU, 8 partials.
+ * Non-finite pairs add nothing to their lane and are counted apart.
  */
 public final class QuantStats implements Serializable {
   private static final long serialVersionUID = 1L;
+
+  /** Lanes of the fixed summation order (see the class comment). */
+  public static final int LANES = 8;
 
   private long count;
   private long clipped;
@@ -26,22 +36,32 @@ public final class QuantStats implements Serializable {
 
   /** Adds one stat block: original values and their dequantized values, {@code length} elements from {@code from}. */
   public void addBlock(float[] original, float[] dequantized, int from, int length, long clippedInBlock) {
-    double signal = 0;
-    double error = 0;
+    double[] signal = new double[LANES];
+    double[] error = new double[LANES];
     float maxErr = maxAbsError;
-    for (int i = from; i < from + length; i++) {
-      float x = original[i];
-      float d = dequantized[i];
+    for (int j = 0; j < length; j++) {
+      float x = original[from + j];
+      float d = dequantized[from + j];
       if (!Float.isFinite(x) || !Float.isFinite(d)) {
         nonFinite++;
         continue;
       }
       double e = (double) x - d;
-      signal += (double) x * x;
-      error += e * e;
+      signal[j % LANES] += (double) x * x;
+      error[j % LANES] += e * e;
       maxErr = Math.max(maxErr, (float) Math.abs(e));
     }
-    addSums(length, clippedInBlock, signal, error, maxErr);
+    addSums(length, clippedInBlock, combineLanes(signal), combineLanes(error), maxErr);
+  }
+
+  /** The fixed combination of the 8 lane sums: {@code ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))}. */
+  public static double combineLanes(double[] l) {
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  }
+
+  /** Counts non-finite elements a kernel found and left out of its sums. */
+  public void addNonFinite(long n) {
+    nonFinite += n;
   }
 
   /** Adds a block whose sums were computed elsewhere (a SIMD or GPU kernel) in the same fixed order. */

@@ -1,0 +1,78 @@
+package shardquant.kernels.backend;
+
+import java.lang.reflect.InvocationTargetException;
+import shardquant.kernels.backend.reference.ReferenceBackend;
+
+/**
+ * Chooses the CPU backend once, lazily, in the manner of Lucene's VectorizationProvider: the SIMD
+ * kernels only where the {@code jdk.incubator.vector} module is present and preferred vectors are at
+ * least {@value #MIN_VECTOR_BITS} bits; otherwise the reference runs and one log line says why.
+ * Nothing else in the project references the incubator module, so it is optional at run time.
+ */
+public final class Backends {
+  public static final int MIN_VECTOR_BITS = 256;
+  private static final System.Logger LOG = System.getLogger(Backends.class.getName());
+  private static final String SIMD_CLASS = "shardquant.kernels.backend.simd.SimdBackend";
+
+  private static volatile Backend cpu;
+  private static volatile String simdProblem;
+
+  private Backends() {}
+
+  public static Backend reference() {
+    return ReferenceBackend.INSTANCE;
+  }
+
+  /** The CPU SIMD backend where it can run here, else the reference (see {@link #simdProblem()}). */
+  public static Backend cpu() {
+    Backend b = cpu;
+    if (b == null) {
+      synchronized (Backends.class) {
+        if (cpu == null) {
+          cpu = chooseCpu();
+        }
+        b = cpu;
+      }
+    }
+    return b;
+  }
+
+  /** Why the SIMD kernels do not run here, or null when they do. */
+  public static String simdProblem() {
+    cpu();
+    return simdProblem;
+  }
+
+  /** A backend by the name users give: {@code auto} and {@code cpu} (SIMD where possible), {@code reference}. */
+  public static Backend forName(String name) {
+    return switch (name) {
+      case "auto", "cpu" -> cpu();
+      case "reference" -> reference();
+      case "cuda" -> throw new IllegalArgumentException("the CUDA backend is not built yet; use --backend cpu or auto");
+      default -> throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu or reference");
+    };
+  }
+
+  private static Backend chooseCpu() {
+    if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
+      return fallBack("the jdk.incubator.vector module is not loaded (run java with --add-modules=jdk.incubator.vector)");
+    }
+    try {
+      Class<?> c = Class.forName(SIMD_CLASS);
+      int bits = (int) c.getMethod("preferredBitSize").invoke(null);
+      if (bits < MIN_VECTOR_BITS) {
+        return fallBack("this CPU's preferred vectors are " + bits + " bits; the SIMD kernels need " + MIN_VECTOR_BITS);
+      }
+      return (Backend) c.getConstructor().newInstance();
+    } catch (ReflectiveOperationException | LinkageError e) {
+      Throwable cause = e instanceof InvocationTargetException i ? i.getCause() : e;
+      return fallBack("the SIMD backend failed to load: " + cause);
+    }
+  }
+
+  private static Backend fallBack(String why) {
+    simdProblem = why;
+    LOG.log(System.Logger.Level.INFO, "shardquant: CPU SIMD kernels off, the scalar reference runs: " + why);
+    return ReferenceBackend.INSTANCE;
+  }
+}
