@@ -1,0 +1,92 @@
+package shardquant.kernels.backend.simd;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Random;
+import jdk.incubator.vector.FloatVector;
+import org.junit.jupiter.api.Test;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.dtype.F16;
+import shardquant.kernels.verify.QuantStats;
+
+/** The SIMD building blocks equal their scalar definitions bit for bit. */
+class SimdSupportTest {
+  @Test
+  void everyHalfLoadsAsItsFloat() {
+    ByteBuffer b = ByteBuffer.allocate(2 << 16).order(ByteOrder.LITTLE_ENDIAN);
+    for (int h = 0; h < 1 << 16; h++) {
+      b.putShort(2 * h, (short) h);
+    }
+    for (DType dtype : new DType[] {DType.F16, DType.BF16}) {
+      for (int i = 0; i < 1 << 16; i += 8) {
+        float[] got = SimdLoad.load(b, dtype, i).toArray();
+        for (int k = 0; k < 8; k++) {
+          float want = SimdLoad.scalar(b, dtype, i + k);
+          assertEquals(Float.floatToRawIntBits(want) & (Float.isNaN(want) ? 0xff800000 : -1),
+              Float.floatToRawIntBits(got[k]) & (Float.isNaN(want) ? 0xff800000 : -1), dtype + " bits " + (i + k));
+          if (dtype == DType.F16) {
+            assertEquals(Float.floatToRawIntBits(F16.toFloat((short) (i + k))), Float.floatToRawIntBits(got[k]),
+                "half " + Integer.toHexString(i + k));
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void rintIsMathRint() {
+    Random r = new Random(3);
+    float[] v = new float[4096];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = switch (i % 8) {
+        case 0 -> (float) (r.nextGaussian() * 10);
+        case 1 -> Math.round(r.nextGaussian() * 100) + 0.5f;
+        case 2 -> -(float) r.nextDouble();
+        case 3 -> Float.intBitsToFloat(r.nextInt());
+        case 4 -> (float) (r.nextGaussian() * 0x1p23);
+        case 5 -> i % 16 == 5 ? -0.0f : Float.NaN;
+        case 6 -> 0x1p22f + r.nextInt(1000) * 0.5f;
+        default -> -0.5f * (i % 5);
+      };
+    }
+    for (int i = 0; i < v.length; i += 8) {
+      float[] got = SimdMath.rint(FloatVector.fromArray(SimdLoad.F, v, i)).toArray();
+      for (int k = 0; k < 8; k++) {
+        if (Float.isNaN(v[i + k])) {
+          assertEquals(true, Float.isNaN(got[k]));
+        } else {
+          assertEquals(Float.floatToRawIntBits((float) Math.rint(v[i + k])), Float.floatToRawIntBits(got[k]), "rint " + v[i + k]);
+        }
+      }
+    }
+  }
+
+  @Test
+  void statsFollowTheReferenceOrder() {
+    Random r = new Random(9);
+    for (int length : new int[] {1, 7, 8, 9, 63, 64, 1000, 4097}) {
+      float[] x = new float[length];
+      float[] d = new float[length];
+      for (int i = 0; i < length; i++) {
+        x[i] = (float) (r.nextGaussian() * Math.pow(10, r.nextInt(8) - 4));
+        d[i] = x[i] + (float) (r.nextGaussian() * 1e-3);
+      }
+      x[length / 2] = Float.NaN;
+      QuantStats want = new QuantStats();
+      want.addBlock(x, d, 0, length, 3);
+      QuantStats got = new QuantStats();
+      SimdStats s = new SimdStats();
+      for (int i = 0; i < length; i += 8) {
+        int n = Math.min(8, length - i);
+        float[] xs = java.util.Arrays.copyOfRange(x, i, i + 8);
+        float[] ds = java.util.Arrays.copyOfRange(d, i, i + 8);
+        s.add(FloatVector.fromArray(SimdLoad.F, xs, 0), FloatVector.fromArray(SimdLoad.F, ds, 0), SimdLoad.firstLanes(n));
+      }
+      s.endBlock(got, length, 3);
+      assertEquals(want, got, "length " + length);
+      assertEquals(want.nonFinite(), got.nonFinite());
+    }
+  }
+}
