@@ -20,6 +20,11 @@ import shardquant.exec.Placement;
 import shardquant.job.OpenFiles;
 import shardquant.job.QuantizeJob;
 import shardquant.job.Storage;
+import shardquant.job.TensorReport;
+import shardquant.kernels.quant.Device;
+import shardquant.kernels.quant.PartSpec;
+import shardquant.plan.OutputFile;
+import org.apache.hadoop.fs.FileSystem;
 import shardquant.job.UserError;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
@@ -38,10 +43,12 @@ import shardquant.plan.Plan;
 import shardquant.plan.Planner;
 
 /**
- * {@code shardquant verify --input PATH --output DIR}: re-quantizes every quantized tensor of the
- * input with the reference kernels, shard by shard, and compares each stored byte and each
- * per-tensor metadata string of the output; copied tensors must equal the input. Runs on this
- * machine, without Spark, in O(shard) memory. Exit 0 identical, 3 a difference (listed).
+ * {@code shardquant verify --input PATH --output DIR}: checks an output against its input three ways.
+ * Every stored tensor's CRC-32C against the one recorded when its file was written; every quantized
+ * tensor re-quantized with the reference kernels, shard by shard, against each stored byte and each
+ * per-tensor metadata string (copied tensors must equal the input); and the report recomputed from the
+ * stored tensors alone (dequantized against the input) against the one recorded. Runs on this machine,
+ * without Spark, in O(shard) memory. Exit 0 all agree, 3 a difference (listed).
  */
 final class Verify {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -68,11 +75,13 @@ final class Verify {
       throw new UserError(indexPath + ": metadata does not name a shardquant recipe: " + e.getMessage());
     }
     Map<String, SafetensorsHeader> headers = new HashMap<>();
+    List<String> checksumProblems = new ArrayList<>();
     Map<String, String> fileOfTensor = new HashMap<>();
     Set<String> quantized = new java.util.HashSet<>();
     for (String file : iterableValues(index.path("weight_map"))) {
       SafetensorsHeader h = Storage.readHeader(fs, new Path(dir, file));
       headers.put(file, h);
+      checksumProblems.addAll(checkChecksums(fs, new Path(dir, file), h));
       for (String name : JSON.readValue(h.metadata().getOrDefault("tensor_names", "[]"), String[].class)) {
         fileOfTensor.put(name, file);
         if (!TorchaoMetadata.plain().equals(h.metadata().get(name))) {
@@ -83,7 +92,7 @@ final class Verify {
     InputCheckpoint input = InputCheckpoint.read(a.required("input"), conf);
     String include = quantized.stream().map(Pattern::quote).collect(Collectors.joining("|"));
     Plan plan = Planner.plan(input, new JobSpec(config, include, null, SHARD_BYTES, Long.MAX_VALUE));
-    List<String> problems = new ArrayList<>();
+    List<String> problems = new ArrayList<>(checksumProblems);
     try (OpenFiles streams = new OpenFiles(conf)) {
       for (Plan.Tensor t : plan.tensors()) {
         String name = t.input().name();
@@ -134,44 +143,117 @@ final class Verify {
       global = new GlobalStats(QuantizeJob.nf4Mean(t.input(), blocks));
     }
     FSDataInputStream output = streams.open(file.toString());
+    QuantStats fromFiles = new QuantStats();
     for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
       Plan.Shard shard = plan.shards().get(s);
       Tensor rows = readRows(t.input(), shard, streams);
-      List<Tensor> pieces = new ArrayList<>();
+      List<Tensor> want = new ArrayList<>();
       if (t.quantized()) {
         QuantizedTensor q = plan.config().recipe().kernel().quantize(rows, plan.config(), global, new QuantStats());
-        t.parts().forEach(p -> pieces.add(q.part(p.dataName())));
+        t.parts().forEach(p -> want.add(q.part(p.dataName())));
       } else {
-        pieces.add(rows);
+        want.add(rows);
       }
-      for (int i = 0; i < pieces.size(); i++) {
-        Tensor piece = pieces.get(i);
+      Map<String, Tensor> stored = new java.util.LinkedHashMap<>();
+      for (int i = 0; i < want.size(); i++) {
         Plan.StoredPart part = t.parts().get(i);
-        String key = part.key();
-        String[] problem = {null};
-        // The plan laid the parts out in a file of its own; the output file has them where its header says.
-        long dataStart = h.dataStart() + h.entries().get(key).begin() - part.offset();
-        Placement.runs(plan, t, shard, i, piece.shape(), dataStart, (from, to, length) -> {
-          if (problem[0] != null) {
-            return;
-          }
-          ByteBuffer want = piece.bytes().duplicate();
-          want.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
-          ByteBuffer got = ByteBuffer.allocate(Math.toIntExact(length));
-          Storage.readFully(output, to, got);
-          got.flip();
-          int m = want.slice().mismatch(got);
-          if (m >= 0) {
-            problem[0] = "tensor '" + t.input().name() + "': stored '" + key + "' differs at file byte " + (to + m)
-                + " (rows [" + shard.rowStart() + ", " + shard.rowEnd() + ") of the input)";
-          }
-        });
-        if (problem[0] != null) {
-          return problem[0];
+        Tensor got = readPiece(plan, t, shard, i, want.get(i).shape(), h, output);
+        int m = want.get(i).bytes().mismatch(got.bytes());
+        if (m >= 0) {
+          return "tensor '" + t.input().name() + "': stored '" + part.key() + "' differs from re-quantizing the input"
+              + " at byte " + m + " of its piece for rows [" + shard.rowStart() + ", " + shard.rowEnd() + ")";
         }
+        stored.put(part.dataName(), got);
+      }
+      if (t.quantized()) {
+        Tensor dq = new QuantizedTensor(plan.config(), rows.shape(), rows.dtype(), stored, Device.HOST).dequantize(rows.dtype());
+        addRows(fromFiles, rows, dq);
+      }
+    }
+    if (t.quantized()) {
+      String problem = compareReport(t.input().name(), fromFiles, h);
+      if (problem != null) {
+        return problem;
       }
     }
     return null;
+  }
+
+  /** A shard's piece of part {@code i}, gathered from the output file where {@link Placement} put it. */
+  private static Tensor readPiece(Plan plan, Plan.Tensor t, Plan.Shard shard, int i, long[] pieceShape,
+      SafetensorsHeader h, FSDataInputStream output) throws IOException {
+    Plan.StoredPart part = t.parts().get(i);
+    // The plan laid the parts out in a file of its own; the output file has them where its header says.
+    long partStart = h.dataStart() + h.entries().get(part.key()).begin();
+    ByteBuffer piece = ByteBuffer.allocate(Math.toIntExact(Tensor.numel(pieceShape) * part.dtype().byteSize()))
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    if (part.rowDim() == PartSpec.REPLICATED) {
+      Storage.readFully(output, partStart, piece.duplicate());
+    } else {
+      Placement.runs(plan, t, shard, i, pieceShape, partStart - part.offset(), (from, to, length) -> {
+        ByteBuffer run = piece.duplicate();
+        run.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
+        Storage.readFully(output, to, run);
+      });
+    }
+    return Tensor.of(part.dtype(), pieceShape, piece);
+  }
+
+  /** The stats of the stored tensor against the input, one block per row as the job computes them. */
+  private static void addRows(QuantStats stats, Tensor original, Tensor dequantized) {
+    int cols = Math.toIntExact(original.cols());
+    float[] x = new float[cols];
+    float[] d = new float[cols];
+    for (long r = 0; r < original.rows(); r++) {
+      for (int j = 0; j < cols; j++) {
+        x[j] = original.getFloat(r * cols + j);
+        d[j] = dequantized.getFloat(r * cols + j);
+      }
+      stats.addBlock(x, d, 0, cols, 0);
+    }
+  }
+
+  /** The report recorded at write time must be what the files give (all but the clipped fraction, which needs the codes' history). */
+  private static String compareReport(String tensor, QuantStats fromFiles, SafetensorsHeader h) throws IOException {
+    TensorReport recorded = OutputFile.statsIn(h.metadata()).stream().filter(r -> r.tensor().equals(tensor)).findFirst()
+        .orElse(null);
+    if (recorded == null) {
+      return "tensor '" + tensor + "': its file records no report";
+    }
+    TensorReport now = TensorReport.of(tensor, fromFiles, recorded.backend(), -1);
+    if (Double.compare(now.sqnrDb(), recorded.sqnrDb()) != 0 || Float.compare(now.maxAbsError(), recorded.maxAbsError()) != 0
+        || now.elements() != recorded.elements() || now.nonFinite() != recorded.nonFinite()) {
+      return "tensor '" + tensor + "': recorded SQNR " + recorded.sqnrDb() + " dB, max abs error " + recorded.maxAbsError()
+          + " but the stored tensor gives " + now.sqnrDb() + " dB, " + now.maxAbsError();
+    }
+    return null;
+  }
+
+  /** Every stored tensor's CRC-32C against the one its file's header recorded when it was written. */
+  private static List<String> checkChecksums(FileSystem fs, Path file, SafetensorsHeader h) throws IOException {
+    List<String> problems = new ArrayList<>();
+    Map<String, String> recorded = OutputFile.checksumsIn(h.metadata());
+    if (recorded.isEmpty()) {
+      return List.of(file.getName() + ": records no checksums (not written by this shardquant version)");
+    }
+    try (FSDataInputStream in = fs.open(file)) {
+      byte[] buf = new byte[1 << 20];
+      for (TensorEntry e : h.entries().values()) {
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        for (long done = 0; done < e.byteSize(); ) {
+          int n = (int) Math.min(buf.length, e.byteSize() - done);
+          in.readFully(h.dataStart() + e.begin() + done, buf, 0, n);
+          crc.update(buf, 0, n);
+          done += n;
+        }
+        String got = OutputFile.checksum((int) crc.getValue());
+        if (!got.equals(recorded.get(e.name()))) {
+          problems.add(file.getName() + ": stored '" + e.name() + "' has CRC-32C " + got + " but its header recorded "
+              + recorded.get(e.name()) + " when it was written (the file changed since)");
+        }
+      }
+    }
+    return problems;
   }
 
   private static Tensor readRows(InputTensor in, Plan.Shard shard, OpenFiles streams) throws IOException {

@@ -65,7 +65,7 @@ public final class FileAssembler implements Serializable {
       Map<Integer, Long> nanos = new HashMap<>();
       Map<Integer, String> backends = new HashMap<>();
       int pieces = 0;
-      try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+      try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE,
           StandardOpenOption.TRUNCATE_EXISTING); BufferAllocator alloc = ArrowMemory.child("assemble-" + f.name())) {
         while (shards.hasNext()) {
           Tuple2<Integer, ShardPayload> next = shards.next();
@@ -94,7 +94,7 @@ public final class FileAssembler implements Serializable {
                 nanos.getOrDefault(ti, 0L)));
           }
         }
-        byte[] header = f.header(reports);
+        byte[] header = f.header(reports, checksums(ch, f));
         ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
         writeAt(ch, len, 0);
         writeAt(ch, ByteBuffer.wrap(header), 8);
@@ -131,6 +131,36 @@ public final class FileAssembler implements Serializable {
       });
       written.merge(part.key(), written0[0], Long::sum);
     }
+  }
+
+  /** CRC-32C of every stored tensor, read back from the assembled file (its pieces arrived in any order). */
+  static Map<String, Integer> checksums(FileChannel ch, OutputFile f) throws IOException {
+    Map<String, Integer> out = new HashMap<>();
+    ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
+    long at = f.dataStart();
+    for (var d : f.declared()) {
+      out.put(d.name(), crc32c(ch, at, d.byteSize(), buf));
+      at += d.byteSize();
+    }
+    return out;
+  }
+
+  /** CRC-32C of {@code length} bytes of {@code ch} at {@code position}. */
+  public static int crc32c(FileChannel ch, long position, long length, ByteBuffer buf) throws IOException {
+    java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+    long done = 0;
+    while (done < length) {
+      buf.clear().limit((int) Math.min(buf.capacity(), length - done));
+      while (buf.hasRemaining()) {
+        if (ch.read(buf, position + done + buf.position()) < 0) {
+          throw new java.io.EOFException("file ends inside a stored tensor at byte " + (position + done + buf.position()));
+        }
+      }
+      buf.flip();
+      crc.update(buf);
+      done += buf.limit();
+    }
+    return (int) crc.getValue();
   }
 
   private static void checkComplete(OutputFile f, Map<String, Long> written) {

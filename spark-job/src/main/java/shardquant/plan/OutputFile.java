@@ -19,6 +19,9 @@ import shardquant.kernels.safetensors.SafetensorsWriter;
  * torchao's per-tensor JSON and {@code tensor_names}, {@code format: pt} for Hugging Face loaders,
  * and a {@code shardquant} entry saying which job wrote it (for reruns) and how each tensor came out.
  *
+ * <p>Every stored tensor's CRC-32C (hex, 8 digits) is recorded too, under {@code checksums}, so a
+ * reader can check the bytes against what was written ({@code shardquant verify} does).
+ *
  * <p>The header is sized before the stats exist: {@link #headerBytes} reserves room for the widest
  * stats, and the real header is padded with spaces to that length (JSON allows trailing whitespace,
  * and so does the safetensors format), so the data section's place never moves.
@@ -37,11 +40,22 @@ public record OutputFile(int index, String name, List<Integer> tensors, List<Saf
     return 8L + headerBytes;
   }
 
-  /** The header for these stats (one per quantized tensor of the file), exactly {@link #headerBytes} long. */
-  public byte[] header(Map<String, TensorReport> stats) {
+  /**
+   * The header for these stats (one per quantized tensor of the file) and checksums (one per stored
+   * tensor, {@link #checksum}), exactly {@link #headerBytes} long.
+   */
+  public byte[] header(Map<String, TensorReport> stats, Map<String, Integer> crc32c) {
     ObjectNode st = JSON.createObjectNode();
     stats.forEach((name, r) -> st.set(name, r.toJson()));
-    byte[] h = build(declared, metadata, jobId, planHash, st, name);
+    ObjectNode sums = JSON.createObjectNode();
+    for (SafetensorsWriter.Declared d : declared) {
+      Integer c = crc32c.get(d.name());
+      if (c == null) {
+        throw new IllegalStateException(name + ": no checksum for " + d.name());
+      }
+      sums.put(d.name(), checksum(c));
+    }
+    byte[] h = build(declared, metadata, jobId, planHash, st, sums, name);
     if (h.length > headerBytes) {
       throw new IllegalStateException(name + ": header of " + h.length + " bytes exceeds the reserved " + headerBytes);
     }
@@ -57,16 +71,24 @@ public record OutputFile(int index, String name, List<Integer> tensors, List<Saf
     for (String t : quantized) {
       st.set(t, TensorReport.placeholderJson());
     }
-    return build(declared, metadata, jobId, planHash, st, name).length;
+    ObjectNode sums = JSON.createObjectNode();
+    declared.forEach(d -> sums.put(d.name(), checksum(0)));
+    return build(declared, metadata, jobId, planHash, st, sums, name).length;
+  }
+
+  /** How a CRC-32C is written in the header: 8 hex digits. */
+  public static String checksum(int crc32c) {
+    return String.format("%08x", crc32c);
   }
 
   private static byte[] build(List<SafetensorsWriter.Declared> declared, Map<String, String> metadata, String jobId,
-      String planHash, ObjectNode stats, String name) {
+      String planHash, ObjectNode stats, ObjectNode checksums, String name) {
     Map<String, String> all = new LinkedHashMap<>(metadata);
     ObjectNode sq = JSON.createObjectNode();
     sq.put("job", jobId);
     sq.put("file", planHash);
     sq.set("stats", stats);
+    sq.set("checksums", checksums);
     all.put(SHARDQUANT_KEY, sq.toString());
     try {
       return SafetensorsWriter.header(name, declared, all);
@@ -87,6 +109,16 @@ public record OutputFile(int index, String name, List<Integer> tensors, List<Saf
     } catch (IOException e) {
       return null;
     }
+  }
+
+  /** The CRC-32C of each stored tensor a committed file records (stored key -> 8 hex digits); empty if none. */
+  public static Map<String, String> checksumsIn(Map<String, String> fileMetadata) throws IOException {
+    Map<String, String> out = new LinkedHashMap<>();
+    String sq = fileMetadata.get(SHARDQUANT_KEY);
+    if (sq != null) {
+      JSON.readTree(sq).path("checksums").fields().forEachRemaining(e -> out.put(e.getKey(), e.getValue().asText()));
+    }
+    return out;
   }
 
   /** The per-tensor stats a committed file carries. */

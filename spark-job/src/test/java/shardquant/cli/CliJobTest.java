@@ -58,8 +58,77 @@ class CliJobTest {
     Files.write(file, bytes);
     Run v = JobTestSupport.cli("verify", "--input", input.toString(), "--output", out.toString());
     assertEquals(3, v.status(), v::toString);
-    assertTrue(v.out().lines().anyMatch(l -> l.startsWith("MISMATCH ") && l.contains("differs at file byte")), v::toString);
-    assertTrue(v.out().contains("1 mismatches"), v::toString);
+    assertTrue(v.out().lines().anyMatch(l -> l.startsWith("MISMATCH ") && l.contains("differs from re-quantizing")), v::toString);
+    assertTrue(v.out().lines().anyMatch(l -> l.startsWith("MISMATCH ") && l.contains("CRC-32C")), v::toString);
+    assertTrue(v.out().contains("2 mismatches"), v::toString);
+  }
+
+  /** The report is recomputed from the stored tensors: a header whose recorded SQNR was edited is caught. */
+  @Test
+  void verifyRecomputesTheReportFromTheFiles() throws IOException {
+    Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
+    Path out = tmp.resolve("out");
+    assertEquals(0, JobTestSupport.quantize(input, out, "--recipe", "8da4w").status());
+    Path file = JobTestSupport.modelFiles(out).get(0);
+    byte[] bytes = Files.readAllBytes(file);
+    String text = new String(bytes, java.nio.charset.StandardCharsets.ISO_8859_1);
+    int at = text.indexOf("sqnr_db\\\":\\\"") + "sqnr_db\\\":\\\"".length();
+    assertTrue(at > 20 && Character.isDigit(text.charAt(at)), text.substring(0, 400));
+    bytes[at] = (byte) (text.charAt(at) == '9' ? '8' : text.charAt(at) + 1);
+    Files.write(file, bytes);
+    Run v = JobTestSupport.cli("verify", "--input", input.toString(), "--output", out.toString());
+    assertEquals(3, v.status(), v::toString);
+    assertTrue(v.out().lines().anyMatch(l -> l.startsWith("MISMATCH ") && l.contains("recorded SQNR")), v::toString);
+  }
+
+  /** A flipped byte anywhere in any stored tensor of any file is caught, and named. */
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"int4-tile-packed", "8da4w", "nf4"})
+  void verifyCatchesAFlippedByteInEveryPart(String recipe) throws IOException {
+    Path input = tmp.resolve("in.safetensors");
+    java.util.Random rnd = new java.util.Random(1);
+    java.util.Map<String, shardquant.kernels.tensor.Tensor> tensors = new java.util.LinkedHashMap<>();
+    for (String name : new String[] {"a.q_proj.weight", "a.norm.weight", "b.up_proj.weight"}) {
+      long[] shape = name.contains("norm") ? new long[] {256} : new long[] {64, 256};
+      float[] v = new float[Math.toIntExact(shardquant.kernels.tensor.Tensor.numel(shape))];
+      for (int i = 0; i < v.length; i++) {
+        v[i] = (float) rnd.nextGaussian() * 0.02f;
+      }
+      tensors.put(name, shardquant.kernels.tensor.Tensor.fromFloats(shardquant.kernels.dtype.DType.BF16, shape, v));
+    }
+    shardquant.kernels.safetensors.SafetensorsWriter.write(input, tensors, java.util.Map.of());
+    Path out = tmp.resolve("out");
+    Run q = JobTestSupport.quantize(input, out, "--recipe", recipe, "--output-file-bytes", "20000");
+    assertEquals(0, q.status(), q::toString);
+    int flipped = 0;
+    for (Path file : JobTestSupport.modelFiles(out)) {
+      java.util.List<shardquant.kernels.safetensors.TensorEntry> entries;
+      long dataStart;
+      try (shardquant.kernels.safetensors.SafetensorsFile f = shardquant.kernels.safetensors.SafetensorsFile.open(file)) {
+        entries = f.entries();
+        dataStart = f.dataStart();
+      }
+      byte[] original = Files.readAllBytes(file);
+      for (shardquant.kernels.safetensors.TensorEntry e : entries) {
+        byte[] bytes = original.clone();
+        int at = Math.toIntExact(dataStart + e.begin() + e.byteSize() / 2);
+        bytes[at] ^= 0x10;
+        Files.write(file, bytes);
+        Run v = JobTestSupport.cli("verify", "--input", input.toString(), "--output", out.toString());
+        assertEquals(3, v.status(), () -> e.name() + "\n" + v);
+        assertTrue(v.out().lines().anyMatch(l -> l.startsWith("MISMATCH ") && l.contains("'" + e.name() + "'")
+            && l.contains("CRC-32C")), () -> e.name() + "\n" + v);
+        flipped++;
+      }
+      Files.write(file, original);
+    }
+    assertTrue(flipped >= 1 + 2 * Recipe(recipe), "every stored tensor was tried");
+    Run clean = JobTestSupport.cli("verify", "--input", input.toString(), "--output", out.toString());
+    assertEquals(0, clean.status(), clean::toString);
+  }
+
+  private static int Recipe(String name) {
+    return shardquant.kernels.quant.Recipe.fromCliName(name).dataNames().size();
   }
 
   @Test
