@@ -334,7 +334,12 @@ public final class Checkpoint implements AutoCloseable {
       if (p.runs().size() == 1) {
         bytes = map(f, p.key(), p.runs().get(0));
       } else {
-        bytes = ByteBuffer.allocate(Math.toIntExact(p.byteCount())).order(ByteOrder.LITTLE_ENDIAN);
+        if (p.byteCount() > Integer.MAX_VALUE) {
+          throw new IllegalArgumentException(t.file() + ": tensor '" + t.name() + "': part " + p.key() + " of rows ["
+              + r.alignedFrom() + ", " + r.alignedTo() + ") is " + p.byteCount() + " bytes, over one buffer's 2 GiB;"
+              + " read fewer rows at a time");
+        }
+        bytes = ByteBuffer.allocate((int) p.byteCount()).order(ByteOrder.LITTLE_ENDIAN);
         for (RowRange.ByteRun run : p.runs()) {
           bytes.put(map(f, p.key(), run));
         }
