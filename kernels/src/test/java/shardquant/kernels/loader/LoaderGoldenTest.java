@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import shardquant.kernels.GoldenFiles;
@@ -67,5 +68,17 @@ class LoaderGoldenTest {
       }
     }
     assertEquals(14, quantized);
+  }
+
+  @Test
+  void aPlainSafetensorsFileListsEveryTensorAsPlain() throws IOException {
+    Path input = GoldenFiles.dir("torchao-0.19-formats").resolve("input.safetensors");
+    try (Checkpoint cp = Checkpoint.open(input); SafetensorsFile f = SafetensorsFile.open(input)) {
+      assertEquals(f.entries().stream().map(TensorEntry::name).toList(), cp.tensors().stream().map(TensorInfo::name).toList());
+      for (TensorInfo t : cp.tensors()) {
+        assertEquals("plain", t.recipeName(), t.name());
+        assertTrue(f.read(t.name()).contentEquals(cp.readPlain(t.name())), t.name());
+      }
+    }
   }
 }
