@@ -108,6 +108,19 @@ public final class SafetensorsFile implements AutoCloseable {
     return Tensor.of(e.dtype(), shape, map(e, e.begin() + from * rowBytes, (to - from) * rowBytes));
   }
 
+  /**
+   * Bytes [offset, offset + length) of the tensor's data, memory-mapped (read-only view): for slices
+   * that are not whole rows of the first dimension, such as a column run of a part stored [K/g][N][2].
+   */
+  public ByteBuffer readBytes(String name, long offset, long length) throws IOException {
+    TensorEntry e = entry(name);
+    if (offset < 0 || length < 0 || offset > e.byteSize() - length) {
+      throw new SafetensorsFormatException(path, name, "bytes [" + offset + ", " + (offset + length)
+          + ") are outside the tensor's " + e.byteSize() + " bytes");
+    }
+    return map(e, e.begin() + offset, length);
+  }
+
   private ByteBuffer map(TensorEntry e, long offset, long length) throws IOException {
     if (length > Integer.MAX_VALUE) {
       throw new SafetensorsFormatException(path, e.name(), length

@@ -159,6 +159,24 @@ class SafetensorsFileTest {
     }
   }
 
+  @Test
+  void readBytesMapsAnyRunInsideATensorAndRefusesOthers() throws IOException {
+    Path f = dir.resolve("runs.safetensors");
+    SafetensorsWriter.write(f, Map.of("sz", Tensor.fromInts(DType.I16, new long[] {2, 3, 2}, new int[] {0, 1, 2, 3, 4, 5,
+        6, 7, 8, 9, 10, 11})), Map.of());
+    try (SafetensorsFile st = SafetensorsFile.open(f)) {
+      ByteBuffer b = st.readBytes("sz", 14, 6);
+      assertEquals(6, b.remaining());
+      assertEquals(7, b.getShort(0));
+      assertEquals(9, b.getShort(4));
+      assertEquals(0, st.readBytes("sz", 24, 0).remaining());
+      SafetensorsFormatException e = assertThrows(SafetensorsFormatException.class, () -> st.readBytes("sz", 20, 6));
+      assertTrue(e.getMessage().contains("sz") && e.getMessage().contains("[20, 26)") && e.getMessage().contains("24 bytes"),
+          e.getMessage());
+      assertThrows(SafetensorsFormatException.class, () -> st.readBytes("sz", -2, 2));
+    }
+  }
+
   private static byte[] raw(byte[] b) {
     return b;
   }
