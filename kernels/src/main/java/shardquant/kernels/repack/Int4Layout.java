@@ -56,8 +56,10 @@ public enum Int4Layout {
 
     @Override
     Map<String, Tensor> pack(UnpackedInt4 u) {
-      int paddedN = Math.toIntExact(roundUp(u.n(), 8));
-      int paddedK = Math.toIntExact(roundUp(u.k(), 1024));
+      // The recipe's scale_and_zero [K'/g][N'][2] carries torchao's padded N' and K'.
+      long[] sz = parts(u.n(), u.k(), u.groupSize()).get(1).shape();
+      int paddedN = Math.toIntExact(sz[1]);
+      int paddedK = Math.toIntExact(sz[0] * u.groupSize());
       UnpackedInt4 p = u.padded(paddedN, paddedK);
       Map<String, Tensor> parts = new LinkedHashMap<>();
       parts.put("qdata", Tensor.fromInts(DType.I32, TensorCoreTiledInt4Layout.packedShape(paddedN, paddedK,
@@ -248,9 +250,5 @@ public enum Int4Layout {
     }
     throw new IllegalArgumentException("unknown layout '" + name + "'; choose one of "
         + Arrays.stream(values()).map(Int4Layout::cliName).toList());
-  }
-
-  static long roundUp(long x, long multiple) {
-    return (x + multiple - 1) / multiple * multiple;
   }
 }

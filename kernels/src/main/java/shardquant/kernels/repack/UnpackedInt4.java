@@ -1,6 +1,7 @@
 package shardquant.kernels.repack;
 
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineQuantRef;
 import shardquant.kernels.quant.AffineSpec;
@@ -36,7 +37,7 @@ record UnpackedInt4(int n, int k, int groupSize, int[] codes, Tensor scale, Tens
   UnpackedInt4 padded(int rows, int cols) {
     Padding pad = Padding.of(groupSize);
     int[] out = new int[Math.multiplyExact(rows, cols)];
-    java.util.Arrays.fill(out, pad.code());
+    Arrays.fill(out, pad.code());
     for (int r = 0; r < n; r++) {
       System.arraycopy(codes, r * k, out, r * cols, k);
     }
