@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 
@@ -21,11 +22,24 @@ public final class TorchaoMetadata {
 
   /** The metadata value for a quantized tensor. */
   public static String quantized(QuantConfig c, long[] shape, DType dtype) {
+    return tensor(c.recipe().torchaoType(), c.recipe().kernel().torchaoData(shape, dtype, c), c.recipe().dataNames());
+  }
+
+  /**
+   * The metadata value for a tensor of type {@code type} with attributes {@code data} and stored parts
+   * {@code dataNames}; for forms outside the recipe table (the repack command's plain int4 form).
+   */
+  public static String tensor(String type, ObjectNode data, List<String> dataNames) {
     ObjectNode root = JSON.objectNode();
-    root.put("_type", c.recipe().torchaoType());
-    root.set("_data", c.recipe().kernel().torchaoData(shape, dtype, c));
-    c.recipe().dataNames().forEach(root.putArray("_tensor_data_names")::add);
+    root.put("_type", type);
+    root.set("_data", data);
+    dataNames.forEach(root.putArray("_tensor_data_names")::add);
     return pythonJson(root);
+  }
+
+  /** An empty {@code _data} object to fill. */
+  public static ObjectNode object() {
+    return JSON.objectNode();
   }
 
   /** The metadata value for a tensor kept in high precision. */
@@ -34,21 +48,21 @@ public final class TorchaoMetadata {
   }
 
   /** torchao's encoding of a {@code torch.dtype} value. */
-  static ObjectNode dtype(String torchName) {
+  public static ObjectNode dtype(String torchName) {
     ObjectNode n = JSON.objectNode();
     n.put("_type", "torch.dtype");
     n.put("_data", torchName);
     return n;
   }
 
-  static ObjectNode blockAndShape(int[] blockSize, long[] shape) {
+  public static ObjectNode blockAndShape(int[] blockSize, long[] shape) {
     ObjectNode data = JSON.objectNode();
     data.set("block_size", ints(blockSize));
     data.set("shape", longs(shape));
     return data;
   }
 
-  static JsonNode ints(int... values) {
+  public static JsonNode ints(int... values) {
     var a = JSON.arrayNode();
     for (int v : values) {
       a.add(v);

@@ -21,7 +21,7 @@ import shardquant.kernels.verify.QuantStats;
  * Each recipe torchao serializes, applied to the golden Llama-shaped model, gives torchao's stored
  * tensors and metadata byte for byte, whole and in the smallest row shards the recipe allows.
  */
-class RecipeFormatsGoldenTest {
+public class RecipeFormatsGoldenTest {
   /** torchao's filter_fn in the golden generator: every nn.Linear but lm_head. */
   private static final Pattern LINEAR = Pattern.compile(".*(proj)\\.weight");
 
@@ -69,7 +69,7 @@ class RecipeFormatsGoldenTest {
     assertEquals(14, quantized);
   }
 
-  static void assertBytes(Tensor want, Tensor got, String what) {
+  public static void assertBytes(Tensor want, Tensor got, String what) {
     assertEquals(want.dtype(), got.dtype(), what);
     assertTrue(Arrays.equals(want.shape(), got.shape()), what + ": shape " + Arrays.toString(got.shape()) + ", want "
         + Arrays.toString(want.shape()));

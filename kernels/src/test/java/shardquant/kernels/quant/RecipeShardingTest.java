@@ -19,7 +19,7 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /** Row-sharded quantization equals whole-tensor quantization, for every recipe, on awkward shapes. */
-class RecipeShardingTest {
+public class RecipeShardingTest {
   static Stream<Arguments> cases() {
     return Stream.of(
         Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 128, 4), 100, 384, DType.BF16),
@@ -106,7 +106,7 @@ class RecipeShardingTest {
   }
 
   /** Gaussian weights with the golden edge rows: zeros, a constant, all negative, tiny, 40x larger. */
-  static Tensor weights(int rows, int cols, DType dtype, long seed) {
+  public static Tensor weights(int rows, int cols, DType dtype, long seed) {
     Random r = new Random(seed);
     float[] v = new float[rows * cols];
     for (int i = 0; i < rows; i++) {

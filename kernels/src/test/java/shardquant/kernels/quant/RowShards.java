@@ -9,11 +9,11 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /** Quantizes a tensor shard by shard and joins the shards' parts as an assembler would. */
-final class RowShards {
+public final class RowShards {
   private RowShards() {}
 
   /** Quantizes rows in shards of {@code shardRows} (the last may be shorter) and concatenates every part. */
-  static Map<String, Tensor> quantizeInShards(Tensor w, QuantConfig c, GlobalStats global, long shardRows,
+  public static Map<String, Tensor> quantizeInShards(Tensor w, QuantConfig c, GlobalStats global, long shardRows,
       QuantStats stats) {
     RecipeKernel k = c.recipe().kernel();
     List<QuantizedTensor> shards = new ArrayList<>();
@@ -31,7 +31,7 @@ final class RowShards {
   }
 
   /** Concatenates row-major tensors along dimension {@code dim}. */
-  static Tensor concat(List<Tensor> pieces, int dim) {
+  public static Tensor concat(List<Tensor> pieces, int dim) {
     Tensor first = pieces.get(0);
     long[] shape = first.shape();
     long outer = 1;
