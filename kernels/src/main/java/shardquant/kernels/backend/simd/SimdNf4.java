@@ -4,7 +4,6 @@ import java.nio.ByteBuffer;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import shardquant.kernels.backend.reference.ReferenceBackend;
@@ -42,7 +41,6 @@ final class SimdNf4 implements SimdKernel {
   private static final int GROUP = Nf4Ref.SHARD_ALIGNMENT;
   private static final int CODES = 16;
   private static final int LANES = SimdLoad.LANES;
-  private static final VectorMask<Float> ALL = SimdLoad.firstLanes(LANES);
 
   private static final float[] F32_THRESHOLDS = thresholds(DType.F32);
   private static final float[] BF16_THRESHOLDS = thresholds(DType.BF16);
@@ -98,22 +96,27 @@ final class SimdNf4 implements SimdKernel {
       return Nf4Ref.blockAbsmax(shard);
     }
     ByteBuffer in = shard.bytes();
-    DType d = shard.dtype();
     float[] absmax = new float[Math.toIntExact(numel / BLOCK)];
-    for (int b = 0; b < absmax.length; b++) {
-      absmax[b] = absmax(in, d, b * BLOCK);
-      if (!(absmax[b] <= Float.MAX_VALUE)) {
-        return Nf4Ref.blockAbsmax(shard); // throws, naming the element
+    float[] x = new float[(int) Math.min(GROUP, numel)];
+    for (int from = 0; from < numel; from += x.length) {
+      int n = (int) Math.min(x.length, numel - from);
+      SimdLoad.decode(in, shard.dtype(), from, x, 0, n);
+      for (int b = 0; b < n / BLOCK; b++) {
+        float m = absmax(x, b * BLOCK);
+        if (!(m <= Float.MAX_VALUE)) {
+          return Nf4Ref.blockAbsmax(shard); // throws, naming the element
+        }
+        absmax[from / BLOCK + b] = m;
       }
     }
     return absmax;
   }
 
-  /** Largest |x| of the block at {@code from}; NaN or infinity if it holds one (max keeps NaN). */
-  private static float absmax(ByteBuffer in, DType d, int from) {
-    FloatVector m = SimdLoad.load(in, d, from).abs();
+  /** Largest |x| of the block at {@code x[from]}; NaN or infinity if it holds one (max keeps NaN). */
+  private static float absmax(float[] x, int from) {
+    FloatVector m = FloatVector.fromArray(SimdLoad.F, x, from).abs();
     for (int k = LANES; k < BLOCK; k += LANES) {
-      m = m.max(SimdLoad.load(in, d, from + k).abs());
+      m = m.max(FloatVector.fromArray(SimdLoad.F, x, from + k).abs());
     }
     return m.reduceLanes(VectorOperators.MAX);
   }
@@ -163,13 +166,16 @@ final class SimdNf4 implements SimdKernel {
     final ByteBuffer scalersOut;
     final QuantStats stats = new QuantStats();
     final SimdStats sums = new SimdStats();
+    /** The group's weights and their dequantized values. */
+    final float[] x = new float[GROUP];
+    final float[] dq = new float[GROUP];
     final float[] absmax = new float[SCALER_BLOCK];
     final float[] centred = new float[SCALER_BLOCK];
-    /** The dequantized scaler of every block of the shard, kept only when the stats need a second pass. */
+    /** The dequantized scaler of every block of the shard, kept only for {@link #unalignedRowStats}. */
     final float[] shardScalers;
     /** The 16 dequantized values of the current block, by code. */
     final float[] dequantized = new float[CODES];
-    final int[] codes = new int[BLOCK];
+    final float[] codes = new float[BLOCK];
     int column;
 
     Shard(Tensor rows, float mean) {
@@ -193,8 +199,9 @@ final class SimdNf4 implements SimdKernel {
     /** Quantizes group {@code g}; false if it holds a NaN or infinite weight. */
     boolean group(int g) {
       int first = g * GROUP;
+      SimdLoad.decode(in, d, first, x, 0, GROUP);
       for (int j = 0; j < SCALER_BLOCK; j++) {
-        absmax[j] = absmax(in, d, first + j * BLOCK);
+        absmax[j] = absmax(x, j * BLOCK);
         if (!(absmax[j] <= Float.MAX_VALUE)) {
           return false;
         }
@@ -214,44 +221,45 @@ final class SimdNf4 implements SimdKernel {
         scalersOut.put(b, (byte) q);
         // get_original_weight's dequantize_scalers, on the stored int8 and factor
         float scaler = d.round(d.round(q / factor) + mean);
-        if (fusedStats) {
-          block(first + j * BLOCK, absmax[j], scaler);
-        } else {
+        if (!fusedStats) {
           shardScalers[b] = scaler;
-          block(first + j * BLOCK, absmax[j], Float.NaN);
         }
-      }
-      return true;
-    }
-
-    /** Codes of the block at {@code from}, packed; its verification sums when rows are whole vectors. */
-    private void block(int from, float scale, float scaler) {
-      if (fusedStats) {
         for (int code = 0; code < CODES; code++) {
           dequantized[code] = d.round(table[code] * scaler);
         }
+        block(j * BLOCK, absmax[j]);
+        pack(first / 2 + j * BLOCK / 2);
       }
-      for (int k = 0; k < BLOCK; k += LANES) {
-        FloatVector x = SimdLoad.load(in, d, from + k);
-        FloatVector q = x.div(scale);
-        IntVector code = IntVector.zero(IntVector.SPECIES_256);
-        FloatVector dq = FloatVector.broadcast(SimdLoad.F, dequantized[0]);
-        for (int i = 1; i < CODES; i++) {
-          VectorMask<Float> above = q.compare(VectorOperators.GE, thresholds[i - 1]);
-          code = code.blend(i, above.cast(IntVector.SPECIES_256));
-          dq = dq.blend(dequantized[i], above);
-        }
-        code.intoArray(codes, k);
-        if (fusedStats) {
-          sums.add(x, dq, ALL);
-          column += LANES;
+      if (fusedStats) {
+        // whole vectors of whole rows: a row's pieces in two groups meet at a multiple of 8
+        for (int at = 0; at < GROUP; ) {
+          int n = Math.min(GROUP - at, cols - column);
+          sums.add(x, dq, at, n);
+          at += n;
+          column += n;
           if (column == cols) {
             sums.endBlock(stats, cols, 0);
             column = 0;
           }
         }
       }
-      pack(from / 2);
+      return true;
+    }
+
+    /** The codes of the block at {@code x[from]} into {@link #codes}, its dequantized values into {@link #dq}. */
+    private void block(int from, float scale) {
+      for (int k = 0; k < BLOCK; k += LANES) {
+        FloatVector q = FloatVector.fromArray(SimdLoad.F, x, from + k).div(scale);
+        FloatVector code = FloatVector.zero(SimdLoad.F);
+        FloatVector value = FloatVector.broadcast(SimdLoad.F, dequantized[0]);
+        for (int i = 1; i < CODES; i++) {
+          VectorMask<Float> above = q.compare(VectorOperators.GE, thresholds[i - 1]);
+          code = code.blend(i, above);
+          value = value.blend(dequantized[i], above);
+        }
+        code.intoArray(codes, k);
+        value.intoArray(dq, from + k);
+      }
     }
 
     /** Two codes per byte, the even element in the high nibble (Nf4Tensor's layout), 8 bytes at a time. */
@@ -259,7 +267,7 @@ final class SimdNf4 implements SimdKernel {
       for (int w = 0; w < BLOCK / 16; w++) {
         long word = 0;
         for (int j = 0; j < 8; j++) {
-          long pair = codes[16 * w + 2 * j] << 4 | codes[16 * w + 2 * j + 1];
+          long pair = (int) codes[16 * w + 2 * j] << 4 | (int) codes[16 * w + 2 * j + 1];
           word |= pair << (8 * j);
         }
         dataOut.putLong(at + 8 * w, word);
@@ -268,20 +276,18 @@ final class SimdNf4 implements SimdKernel {
 
     /** The verification sums when a row is not a whole number of vectors: from the packed codes, row by row. */
     void unalignedRowStats() {
-      float[] dq = new float[LANES];
+      float[] rowX = new float[cols];
+      float[] rowD = new float[cols];
       int rows = groups * GROUP / cols;
       for (int r = 0; r < rows; r++) {
         int rowStart = r * cols;
-        for (int j = 0; j < cols; j += LANES) {
-          int n = Math.min(LANES, cols - j);
-          for (int k = 0; k < n; k++) {
-            int i = rowStart + j + k;
-            int code = (dataOut.get(i / 2) >> (i % 2 == 0 ? 4 : 0)) & 0xf;
-            dq[k] = d.round(table[code] * shardScalers[i / BLOCK]);
-          }
-          FloatVector x = n == LANES ? SimdLoad.load(in, d, rowStart + j) : SimdLoad.loadTail(in, d, rowStart + j, n);
-          sums.add(x, FloatVector.fromArray(SimdLoad.F, dq, 0), SimdLoad.firstLanes(n));
+        SimdLoad.decode(in, d, rowStart, rowX, 0, cols);
+        for (int j = 0; j < cols; j++) {
+          int i = rowStart + j;
+          int code = (dataOut.get(i / 2) >> (i % 2 == 0 ? 4 : 0)) & 0xf;
+          rowD[j] = d.round(table[code] * shardScalers[i / BLOCK]);
         }
+        sums.add(rowX, rowD, 0, cols);
         sums.endBlock(stats, cols, 0);
       }
     }
