@@ -275,6 +275,15 @@ public final class Nf4Ref {
   }
 
   /**
+   * The code {@link #quantize} gives an element whose float32 quotient by its block's absmax is
+   * {@code quotient} (before the rounding to {@code dtype}); NaN (a zero block's 0 / 0) gives 0. Lets
+   * optimized kernels derive their decision thresholds from this class rather than restate it.
+   */
+  public static int code(float quotient, DType dtype) {
+    return nearest(table(dtype), dtype.round(quotient), dtype);
+  }
+
+  /**
    * {@code quantize_tensor_nearest}: {@code (value - nf4).abs().min(dim=-1).indices}. The difference is
    * rounded to the dtype first, which makes ties common in bf16; PyTorch's CPU min kernel
    * (TensorCompareKernel.cpp {@code min_kernel_impl}) keeps the first index of a tie and stops at the

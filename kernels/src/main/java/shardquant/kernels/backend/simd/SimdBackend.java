@@ -22,6 +22,7 @@ public final class SimdBackend implements Backend {
 
   public SimdBackend() {
     // One line per recipe with a SIMD kernel (the kernels' own classes hold the byte layout comments).
+    kernels.put(Recipe.NF4, new SimdNf4());
   }
 
   /** Width of the preferred float vector here, in bits (the provider's "wide enough" check). */
@@ -47,6 +48,6 @@ public final class SimdBackend implements Backend {
 
   @Override
   public float[] nf4BlockAbsmax(Tensor rows) {
-    return ReferenceBackend.INSTANCE.nf4BlockAbsmax(rows);
+    return SimdNf4.blockAbsmax(rows);
   }
 }

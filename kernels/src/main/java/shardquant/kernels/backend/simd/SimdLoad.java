@@ -40,6 +40,36 @@ final class SimdLoad {
     };
   }
 
+  /**
+   * Elements [from, from + n) into {@code dst[at ..]}, as floats. Hot loops should decode a chunk into
+   * an array and work on that, rather than call {@link #load} per vector: on JDK 17, C2 does not always
+   * inline {@code load} (its compiled code is over InlineSmallCode) and then boxes every vector it returns.
+   */
+  static void decode(ByteBuffer bytes, DType dtype, int from, float[] dst, int at, int n) {
+    int full = n - n % LANES;
+    switch (dtype) {
+      case F32 -> {
+        for (int k = 0; k < full; k += LANES) {
+          FloatVector.fromByteBuffer(F, bytes, (from + k) * 4, LE).intoArray(dst, at + k);
+        }
+      }
+      case BF16 -> {
+        for (int k = 0; k < full; k += LANES) {
+          bf16(ShortVector.fromByteBuffer(S, bytes, (from + k) * 2, LE)).intoArray(dst, at + k);
+        }
+      }
+      case F16 -> {
+        for (int k = 0; k < full; k += LANES) {
+          f16(ShortVector.fromByteBuffer(S, bytes, (from + k) * 2, LE)).intoArray(dst, at + k);
+        }
+      }
+      default -> throw new IllegalArgumentException("SIMD kernels read F32, BF16 or F16, not " + dtype);
+    }
+    for (int k = full; k < n; k++) {
+      dst[at + k] = scalar(bytes, dtype, from + k);
+    }
+  }
+
   /** Elements [i, i + n) for n < 8, the other lanes 0. */
   static FloatVector loadTail(ByteBuffer bytes, DType dtype, int i, int n) {
     float[] v = new float[LANES];

@@ -20,6 +20,12 @@ class SimdSupportTest {
       b.putShort(2 * h, (short) h);
     }
     for (DType dtype : new DType[] {DType.F16, DType.BF16}) {
+      float[] decoded = new float[(1 << 16) + 3];
+      SimdLoad.decode(b, dtype, 5, decoded, 3, (1 << 16) - 5); // an odd count: a scalar tail
+      for (int i = 5; i < 1 << 16; i++) {
+        assertEquals(Float.floatToRawIntBits(SimdLoad.scalar(b, dtype, i)), Float.floatToRawIntBits(decoded[i - 2]),
+            dtype + " decode " + i);
+      }
       for (int i = 0; i < 1 << 16; i += 8) {
         float[] got = SimdLoad.load(b, dtype, i).toArray();
         for (int k = 0; k < 8; k++) {
@@ -87,6 +93,14 @@ class SimdSupportTest {
       s.endBlock(got, length, 3);
       assertEquals(want, got, "length " + length);
       assertEquals(want.nonFinite(), got.nonFinite());
+      // from arrays, in pieces of whole vectors and a last piece of any length
+      QuantStats fromArrays = new QuantStats();
+      int piece = Math.min(length - length % 8, 16);
+      s.add(x, d, 0, piece);
+      s.add(x, d, piece, length - piece);
+      s.endBlock(fromArrays, length, 3);
+      assertEquals(want, fromArrays, "arrays, length " + length);
+      assertEquals(want.nonFinite(), fromArrays.nonFinite());
     }
   }
 }

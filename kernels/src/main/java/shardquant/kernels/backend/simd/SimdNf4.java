@@ -1,0 +1,301 @@
+package shardquant.kernels.backend.simd;
+
+import java.nio.ByteBuffer;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Device;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.Nf4Ref;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * NF4 ({@link Nf4Ref}, the layout is documented on {@link shardquant.kernels.quant.Nf4Tensor}) fused per
+ * group of 64 x 256 elements: one pass for the 256 block absmax values and the double-quantized
+ * scalers, one pass (over the same, cache-resident, input) for the codes, the packed bytes and the
+ * verification sums. Anything the fast path does not take (1-D shards, bad shapes, a missing mean,
+ * NaN or infinite weights) goes to the reference, which computes it or throws its own error.
+ *
+ * <p>The code search. torchao picks the first index of the smallest {@code d.round(|v - nf4[i]|)},
+ * {@code v = d.round(x / absmax)}. On a block's quotients {@code q = x / absmax}, all in [-1, 1], that
+ * choice is a non-decreasing step function of {@code q}: the rounded differences fall then rise along
+ * the sorted table, and the entries lie at least 0.0796 apart, far more than two bf16 ulps of a
+ * difference below 2, so only the two entries around {@code q} can tie. The code is therefore the number
+ * of thresholds {@code c_1 .. c_15} at or below {@code q}, {@code c_i} being the smallest float32
+ * quotient whose reference code is at least {@code i}. The thresholds come from bisecting
+ * {@link Nf4Ref#code} itself, so ties and quotients exactly on a midpoint land where the reference puts
+ * them, with no rounding to the dtype in the loop; NaN (a zero block's 0 / 0) passes no threshold and
+ * gets code 0, as torchao's {@code min()} gives. SimdNf4Test checks the step function against the
+ * reference on every bf16 and f16 value and around every float32 threshold.
+ */
+final class SimdNf4 implements SimdKernel {
+  private static final int BLOCK = Nf4Ref.BLOCK_SIZE;
+  private static final int SCALER_BLOCK = Nf4Ref.SCALER_BLOCK_SIZE;
+  private static final int GROUP = Nf4Ref.SHARD_ALIGNMENT;
+  private static final int CODES = 16;
+  private static final int LANES = SimdLoad.LANES;
+
+  private static final float[] F32_THRESHOLDS = thresholds(DType.F32);
+  private static final float[] BF16_THRESHOLDS = thresholds(DType.BF16);
+  private static final float[] F16_THRESHOLDS = thresholds(DType.F16);
+
+  /** {@code c_1 .. c_15} (see the class comment) for {@code dtype}'s table and rounding. */
+  static float[] thresholds(DType dtype) {
+    float[] c = new float[CODES - 1];
+    for (int code = 1; code < CODES; code++) {
+      // Smallest order key k in (key(-1), key(1)] with code(k) >= code; code(-1) = 0 and code(1) = 15.
+      int lo = orderKey(-1f);
+      int hi = orderKey(1f);
+      while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        if (Nf4Ref.code(fromOrderKey(mid), dtype) >= code) {
+          hi = mid;
+        } else {
+          lo = mid;
+        }
+      }
+      c[code - 1] = fromOrderKey(hi);
+    }
+    return c;
+  }
+
+  /** An int that orders as the float does (-0.0 just below +0.0); its own inverse. */
+  static int orderKey(float f) {
+    int bits = Float.floatToRawIntBits(f);
+    return bits ^ ((bits >> 31) & 0x7fffffff);
+  }
+
+  static float fromOrderKey(int key) {
+    return Float.intBitsToFloat(key ^ ((key >> 31) & 0x7fffffff));
+  }
+
+  private static float[] thresholdsFor(DType dtype) {
+    return switch (dtype) {
+      case F32 -> F32_THRESHOLDS;
+      case BF16 -> BF16_THRESHOLDS;
+      case F16 -> F16_THRESHOLDS;
+      default -> throw new IllegalArgumentException("NF4 quantizes float32, bfloat16 or float16, not " + dtype);
+    };
+  }
+
+  private static boolean readable(DType dtype) {
+    return dtype == DType.F32 || dtype == DType.BF16 || dtype == DType.F16;
+  }
+
+  /** The first pass, {@link Nf4Ref#blockAbsmax}. */
+  static float[] blockAbsmax(Tensor shard) {
+    long numel = shard.numel();
+    if (!readable(shard.dtype()) || shard.rank() < 1 || shard.rank() > 2 || numel % BLOCK != 0) {
+      return Nf4Ref.blockAbsmax(shard);
+    }
+    ByteBuffer in = shard.bytes();
+    float[] absmax = new float[Math.toIntExact(numel / BLOCK)];
+    float[] x = new float[(int) Math.min(GROUP, numel)];
+    for (int from = 0; from < numel; from += x.length) {
+      int n = (int) Math.min(x.length, numel - from);
+      SimdLoad.decode(in, shard.dtype(), from, x, 0, n);
+      for (int b = 0; b < n / BLOCK; b++) {
+        float m = absmax(x, b * BLOCK);
+        if (!(m <= Float.MAX_VALUE)) {
+          return Nf4Ref.blockAbsmax(shard); // throws, naming the element
+        }
+        absmax[from / BLOCK + b] = m;
+      }
+    }
+    return absmax;
+  }
+
+  /** Largest |x| of the block at {@code x[from]}; NaN or infinity if it holds one (max keeps NaN). */
+  private static float absmax(float[] x, int from) {
+    FloatVector m = FloatVector.fromArray(SimdLoad.F, x, from).abs();
+    for (int k = LANES; k < BLOCK; k += LANES) {
+      m = m.max(FloatVector.fromArray(SimdLoad.F, x, from + k).abs());
+    }
+    return m.reduceLanes(VectorOperators.MAX);
+  }
+
+  @Override
+  public QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
+    DType d = rows.dtype();
+    float mean = global.scalerMean();
+    long numel = rows.numel();
+    if (!readable(d) || rows.rank() != 2 || numel == 0 || numel % GROUP != 0 || !Float.isFinite(mean)
+        || d.round(mean) != mean) {
+      return ReferenceBackend.INSTANCE.quantize(rows, c, global, stats); // computes it, or says what is wrong
+    }
+    Shard s = new Shard(rows, mean);
+    for (int g = 0; g < s.groups; g++) {
+      if (!s.group(g)) {
+        return ReferenceBackend.INSTANCE.quantize(rows, c, global, stats); // throws, naming the element
+      }
+    }
+    if (!s.fusedStats) {
+      s.unalignedRowStats();
+    }
+    stats.merge(s.stats);
+    Map<String, Tensor> parts = new LinkedHashMap<>();
+    parts.put("quantized_data", s.data);
+    parts.put("scaler_mean", Tensor.fromFloats(d, new long[0], new float[] {mean}));
+    parts.put("quantization_factor", s.factors);
+    parts.put("quantized_scalers", s.scalers);
+    parts.put("nf4", Tensor.fromFloats(d, new long[] {CODES}, Nf4Ref.table(d)));
+    return new QuantizedTensor(c, rows.shape(), d, parts, Device.HOST);
+  }
+
+  /** One call's state: the input, the output parts and the scratch arrays, reused group after group. */
+  private static final class Shard {
+    final DType d;
+    final float mean;
+    final ByteBuffer in;
+    final int cols;
+    final int groups;
+    final boolean fusedStats;
+    final float[] thresholds;
+    final float[] table;
+    final Tensor data;
+    final Tensor scalers;
+    final Tensor factors;
+    final ByteBuffer dataOut;
+    final ByteBuffer scalersOut;
+    final QuantStats stats = new QuantStats();
+    final SimdStats sums = new SimdStats();
+    /** The group's weights and their dequantized values. */
+    final float[] x = new float[GROUP];
+    final float[] dq = new float[GROUP];
+    final float[] absmax = new float[SCALER_BLOCK];
+    final float[] centred = new float[SCALER_BLOCK];
+    /** The dequantized scaler of every block of the shard, kept only for {@link #unalignedRowStats}. */
+    final float[] shardScalers;
+    /** The 16 dequantized values of the current block, by code. */
+    final float[] dequantized = new float[CODES];
+    final float[] codes = new float[BLOCK];
+    int column;
+
+    Shard(Tensor rows, float mean) {
+      this.d = rows.dtype();
+      this.mean = mean;
+      this.in = rows.bytes();
+      this.cols = Math.toIntExact(rows.cols());
+      int numel = Math.toIntExact(rows.numel());
+      this.groups = numel / GROUP;
+      this.fusedStats = cols % LANES == 0;
+      this.thresholds = thresholdsFor(d);
+      this.table = Nf4Ref.table(d);
+      this.data = Tensor.allocate(DType.U8, numel / 2);
+      this.scalers = Tensor.allocate(DType.I8, numel / BLOCK);
+      this.factors = Tensor.allocate(d, groups);
+      this.dataOut = data.bytes();
+      this.scalersOut = scalers.bytes();
+      this.shardScalers = fusedStats ? null : new float[numel / BLOCK];
+    }
+
+    /** Quantizes group {@code g}; false if it holds a NaN or infinite weight. */
+    boolean group(int g) {
+      int first = g * GROUP;
+      SimdLoad.decode(in, d, first, x, 0, GROUP);
+      for (int j = 0; j < SCALER_BLOCK; j++) {
+        absmax[j] = absmax(x, j * BLOCK);
+        if (!(absmax[j] <= Float.MAX_VALUE)) {
+          return false;
+        }
+      }
+      // double_quantize_scalers, as Nf4Ref.quantize: centre on the mean, factor 256 / (2 * absmax) as
+      // reciprocal-then-multiply, each op rounded to the dtype.
+      float scalerAbsmax = 0;
+      for (int j = 0; j < SCALER_BLOCK; j++) {
+        centred[j] = d.round(absmax[j] - mean);
+        scalerAbsmax = Math.max(scalerAbsmax, Math.abs(centred[j]));
+      }
+      float factor = d.round(d.round(1f / d.round(2f * scalerAbsmax)) * 256f);
+      factors.setFloat(g, factor);
+      for (int j = 0; j < SCALER_BLOCK; j++) {
+        int b = g * SCALER_BLOCK + j;
+        int q = toInt8(d.round(centred[j] * factor));
+        scalersOut.put(b, (byte) q);
+        // get_original_weight's dequantize_scalers, on the stored int8 and factor
+        float scaler = d.round(d.round(q / factor) + mean);
+        if (!fusedStats) {
+          shardScalers[b] = scaler;
+        }
+        for (int code = 0; code < CODES; code++) {
+          dequantized[code] = d.round(table[code] * scaler);
+        }
+        block(j * BLOCK, absmax[j]);
+        pack(first / 2 + j * BLOCK / 2);
+      }
+      if (fusedStats) {
+        // whole vectors of whole rows: a row's pieces in two groups meet at a multiple of 8
+        for (int at = 0; at < GROUP; ) {
+          int n = Math.min(GROUP - at, cols - column);
+          sums.add(x, dq, at, n);
+          at += n;
+          column += n;
+          if (column == cols) {
+            sums.endBlock(stats, cols, 0);
+            column = 0;
+          }
+        }
+      }
+      return true;
+    }
+
+    /** The codes of the block at {@code x[from]} into {@link #codes}, its dequantized values into {@link #dq}. */
+    private void block(int from, float scale) {
+      for (int k = 0; k < BLOCK; k += LANES) {
+        FloatVector q = FloatVector.fromArray(SimdLoad.F, x, from + k).div(scale);
+        FloatVector code = FloatVector.zero(SimdLoad.F);
+        FloatVector value = FloatVector.broadcast(SimdLoad.F, dequantized[0]);
+        for (int i = 1; i < CODES; i++) {
+          VectorMask<Float> above = q.compare(VectorOperators.GE, thresholds[i - 1]);
+          code = code.blend(i, above);
+          value = value.blend(dequantized[i], above);
+        }
+        code.intoArray(codes, k);
+        value.intoArray(dq, from + k);
+      }
+    }
+
+    /** Two codes per byte, the even element in the high nibble (Nf4Tensor's layout), 8 bytes at a time. */
+    private void pack(int at) {
+      for (int w = 0; w < BLOCK / 16; w++) {
+        long word = 0;
+        for (int j = 0; j < 8; j++) {
+          long pair = (int) codes[16 * w + 2 * j] << 4 | (int) codes[16 * w + 2 * j + 1];
+          word |= pair << (8 * j);
+        }
+        dataOut.putLong(at + 8 * w, word);
+      }
+    }
+
+    /** The verification sums when a row is not a whole number of vectors: from the packed codes, row by row. */
+    void unalignedRowStats() {
+      float[] rowX = new float[cols];
+      float[] rowD = new float[cols];
+      int rows = groups * GROUP / cols;
+      for (int r = 0; r < rows; r++) {
+        int rowStart = r * cols;
+        SimdLoad.decode(in, d, rowStart, rowX, 0, cols);
+        for (int j = 0; j < cols; j++) {
+          int i = rowStart + j;
+          int code = (dataOut.get(i / 2) >> (i % 2 == 0 ? 4 : 0)) & 0xf;
+          rowD[j] = d.round(table[code] * shardScalers[i / BLOCK]);
+        }
+        sums.add(rowX, rowD, 0, cols);
+        sums.endBlock(stats, cols, 0);
+      }
+    }
+  }
+
+  /** As Nf4Ref: round half to even, clamp keeping NaN, NaN to 0 (x86's truncating cast of torchao's NaN). */
+  private static int toInt8(float v) {
+    float clamped = Math.min(Math.max((float) Math.rint(v), -128f), 127f);
+    return Float.isNaN(clamped) ? 0 : (int) clamped;
+  }
+}
