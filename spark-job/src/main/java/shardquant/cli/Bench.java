@@ -84,18 +84,27 @@ final class Bench {
       recipes = a.get("recipe") == null ? List.of(Recipe.values()) : List.of(Recipe.fromCliName(a.get("recipe")));
       backends = a.get("backend") == null ? List.of(Backends.reference(), Backends.cpu()) : List.of(Backends.forName(a.get("backend")));
     } catch (IllegalArgumentException e) {
-      throw new UserError("bench: " + e.getMessage());
+      throw new UserError(e.getMessage());
     }
     Integer threadsArg = a.integer("threads");
     int threads = threadsArg == null ? 1 : threadsArg;
     if (threads < 1) {
-      throw new UserError("bench: --threads must be at least 1, got " + threads);
+      throw new UserError("--threads must be at least 1, got " + threads);
     }
 
-    List<Matrix> layer = layer(small ? SMALL_HIDDEN : HIDDEN, name -> true);
-    List<Matrix> referenceSample = layer(SMALL_HIDDEN, REFERENCE_SAMPLE::contains);
-    // A shard is never larger than its matrix.
-    ByteBuffer copyTarget = ByteBuffer.allocateDirect((int) layer.stream().mapToLong(m -> m.weights().byteSize()).max().orElseThrow());
+    List<Matrix> layer;
+    List<Matrix> referenceSample;
+    ByteBuffer copyTarget;
+    try {
+      layer = layer(small ? SMALL_HIDDEN : HIDDEN, name -> true);
+      referenceSample = layer(SMALL_HIDDEN, REFERENCE_SAMPLE::contains);
+      // A shard is never larger than its matrix.
+      copyTarget = ByteBuffer.allocateDirect((int) layer.stream().mapToLong(m -> m.weights().byteSize()).max().orElseThrow());
+    } catch (OutOfMemoryError e) {
+      throw new UserError("the layer and a copy target (" + (small ? "0.1" : "0.6") + " GB of direct buffers) do not fit in this "
+          + "JVM's direct memory (" + e.getMessage() + "); allow more with JAVA_OPTS=-XX:MaxDirectMemorySize=1g, or run bench "
+          + "--small");
+    }
     Set<String> measured = new LinkedHashSet<>();
     Set<String> withoutKernel = new LinkedHashSet<>();
     ExecutorService pool = Executors.newFixedThreadPool(threads);
@@ -154,19 +163,11 @@ final class Bench {
         {"self_attn", "o_proj", h, h}, {"mlp", "gate_proj", intermediate, h}, {"mlp", "up_proj", intermediate, h},
         {"mlp", "down_proj", h, intermediate}};
     List<Matrix> out = new ArrayList<>();
-    try {
-      for (Object[] s : shapes) {
-        if (!keep.test((String) s[1])) {
-          continue;
-        }
+    for (Object[] s : shapes) {
+      if (keep.test((String) s[1])) {
         String full = "model.layers.0." + s[0] + "." + s[1] + ".weight";
         out.add(new Matrix((String) s[1], SyntheticWeights.directBf16(SEED, full, (long) s[2], (long) s[3])));
       }
-    } catch (OutOfMemoryError e) {
-      long bytes = Arrays.stream(shapes).mapToLong(s -> 2 * (long) s[2] * (long) s[3]).sum();
-      throw new UserError("bench: the layer (" + megabytes(bytes) + " in direct buffers, and a copy target) does not fit in "
-          + "this JVM's direct memory (" + e.getMessage() + "); give it more with JAVA_OPTS=-XX:MaxDirectMemorySize=1g, or "
-          + "run bench --small");
     }
     return out;
   }
