@@ -14,10 +14,10 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.LongConsumer;
-import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.safetensors.SafetensorsWriter;
 import shardquant.kernels.safetensors.SafetensorsWriter.Declared;
+import shardquant.kernels.tensor.SyntheticWeights;
 import shardquant.kernels.tensor.Tensor;
 
 /**
@@ -25,16 +25,13 @@ import shardquant.kernels.tensor.Tensor;
  * ({@code model-0000i-of-0000N.safetensors} plus {@code model.safetensors.index.json}), for the demo,
  * for tests, and for memory tests at sizes no test machine could hold in memory.
  *
- * <p>Values are pseudo-random and deterministic: each tensor draws from its own generator seeded by the
- * seed and the tensor's name, so a tensor's bytes depend on neither the file count nor the other
- * tensors. Weights are approximately normal with standard deviation 0.02 (Hugging Face's
- * {@code initializer_range}); norm weights are 1.0 plus the same noise.
+ * <p>Values come from {@link SyntheticWeights}: deterministic, each tensor from its own stream, so a
+ * tensor's bytes depend on neither the file count nor the other tensors. Weights are approximately
+ * normal with standard deviation 0.02; norm weights are 1.0 plus the same noise.
  */
 public final class SyntheticCheckpoint {
   /** Elements generated per write: its two buffers (3 MiB) are all the memory a checkpoint of any size takes. */
   private static final int CHUNK_ELEMENTS = 1 << 20;
-
-  private static final double WEIGHT_STD = 0.02;
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -164,7 +161,7 @@ public final class SyntheticCheckpoint {
       try (SafetensorsWriter w = SafetensorsWriter.create(dir.resolve(fileName), inFile, Map.of("format", "pt"))) {
         for (Declared d : inFile) {
           weightMap.put(d.name(), fileName);
-          Values gen = new Values(seed, d.name(), d.shape().length == 1 ? 1.0f : 0.0f);
+          SyntheticWeights gen = new SyntheticWeights(seed, d.name(), d.shape().length == 1 ? 1.0f : 0.0f);
           for (long left = Tensor.numel(d.shape()); left > 0; ) {
             int n = (int) Math.min(left, CHUNK_ELEMENTS);
             gen.fill(values, n);
@@ -212,47 +209,5 @@ public final class SyntheticCheckpoint {
       }
     }
     return fileOf;
-  }
-
-  /**
-   * bf16 values {@code center + 0.02·z}, z approximately standard normal: the centered sum of the four
-   * 16-bit fields of one xorshift64* draw (Irwin-Hall with four terms, bounded at 3.46 sigma). One draw
-   * and no allocation per element: 4 GiB takes about 16 s here, most of it writing.
-   */
-  private static final class Values {
-    private static final double FIELD_MEAN = 4 * 65535 / 2.0;
-    private static final double FIELD_STD = Math.sqrt(4 * (65536.0 * 65536.0 - 1) / 12);
-
-    private final float scale = (float) (WEIGHT_STD / FIELD_STD);
-    private final float offset;
-    private long state;
-
-    Values(long seed, String name, float center) {
-      this.offset = (float) (center - FIELD_MEAN * WEIGHT_STD / FIELD_STD);
-      state = mix(seed ^ mix(name.hashCode() * 0x9E3779B97F4A7C15L));
-      if (state == 0) {
-        state = 0x9E3779B97F4A7C15L; // xorshift never leaves 0
-      }
-    }
-
-    void fill(short[] out, int n) {
-      long x = state;
-      for (int i = 0; i < n; i++) {
-        x ^= x >>> 12;
-        x ^= x << 25;
-        x ^= x >>> 27;
-        long r = x * 0x2545F4914F6CDD1DL;
-        int sum = (int) (r & 0xFFFF) + (int) ((r >>> 16) & 0xFFFF) + (int) ((r >>> 32) & 0xFFFF) + (int) (r >>> 48);
-        out[i] = Bf16.fromFloat(sum * scale + offset);
-      }
-      state = x;
-    }
-
-    /** SplitMix64's finalizer: spreads a seed's bits so nearby seeds give unrelated streams. */
-    private static long mix(long z) {
-      z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-      z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-      return z ^ (z >>> 31);
-    }
   }
 }

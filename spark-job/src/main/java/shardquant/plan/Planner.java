@@ -68,8 +68,7 @@ public final class Planner {
 
       int first = shards.size();
       long rows = t.rows();
-      long perShard = Math.max(1, spec.shardBytes() / Math.max(1, t.rowBytes()));
-      perShard = Math.max(align, perShard / align * align);
+      long perShard = rowsPerShard(t.rowBytes(), spec.shardBytes(), align);
       long r = 0;
       do {
         long end = Math.min(rows, r + perShard);
@@ -86,6 +85,12 @@ public final class Planner {
     List<OutputFile> files = layOutFiles(tensors, file + 1, c, jobId);
     return new Plan(c, input.fingerprint(), jobId, List.copyOf(withOffsets(tensors)), List.copyOf(shards),
         groups(shards, tensors, spec.shardBytes()), files);
+  }
+
+  /** Rows in each shard of a tensor (the last may have fewer): as many as fit in {@code shardBytes}, a multiple of {@code align}, at least {@code align}. */
+  public static long rowsPerShard(long rowBytes, long shardBytes, long align) {
+    long perShard = Math.max(1, shardBytes / Math.max(1, rowBytes));
+    return Math.max(align, perShard / align * align);
   }
 
   /** torchao's key for a data part of a tensor: {@code a.b.weight} stores {@code a.b._weight_qdata}. */

@@ -1,0 +1,68 @@
+package shardquant.benchmarks;
+
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OperationsPerInvocation;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.Warmup;
+import shardquant.kernels.backend.Backend;
+import shardquant.kernels.backend.Backends;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.Nf4Ref;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * One row shard quantized by each recipe (all of {@link Recipe}, default parameters) on each backend,
+ * in MiB/s of bf16 input; compare with {@link MemcpyBenchmark}. Where the cpu backend has no SIMD kernel
+ * for a recipe it runs the reference, and the setup says so. NF4's first pass (the scaler mean) is in
+ * the setup, not the score. Short iterations: the reference takes about a second per shard.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.Throughput)
+@OutputTimeUnit(TimeUnit.SECONDS)
+@OperationsPerInvocation(Shard.MIB)
+@Warmup(iterations = 2, time = 2)
+@Measurement(iterations = 3, time = 2)
+@Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
+public class QuantizeBenchmark {
+  @Param
+  public Recipe recipe;
+
+  @Param({"reference", "cpu"})
+  public String backend;
+
+  private Backend b;
+  private QuantConfig config;
+  private Tensor shard;
+  private GlobalStats global;
+
+  @Setup
+  public void setUp() {
+    b = Backends.forName(backend);
+    config = QuantConfig.of(recipe);
+    shard = Shard.create();
+    global = recipe == Recipe.NF4 ? new GlobalStats(Nf4Ref.scalerMean(shard.dtype(), List.of(b.nf4BlockAbsmax(shard))))
+        : GlobalStats.NONE;
+    if (!backend.equals(b.nameFor(recipe))) {
+      System.out.println("# " + recipe.cliName() + " on " + backend + " runs " + b.nameFor(recipe));
+    }
+  }
+
+  @Benchmark
+  public QuantizedTensor quantize() {
+    return b.quantize(shard, config, global, new QuantStats());
+  }
+}
