@@ -41,7 +41,6 @@ final class SimdInt4 implements SimdKernel {
   private static final VectorSpecies<Float> F = SimdLoad.F;
   private static final VectorSpecies<Integer> I = IntVector.SPECIES_256;
   private static final int LANES = SimdLoad.LANES;
-  private static final VectorMask<Float> ALL = F.maskAll(true);
   /** Shift of each lane's nibble in a tile word: the odd column of a pair goes to the upper 16 bits. */
   private static final IntVector ODD_HIGH = IntVector.fromArray(I, new int[] {0, 16, 0, 16, 0, 16, 0, 16}, 0);
 
@@ -105,6 +104,11 @@ final class SimdInt4 implements SimdKernel {
     private final float mid;
     private final float eps;
     private final float[] x;
+    private final float[] code;
+    private final float[] dq;
+    /** The last group's min and max ({@link #loadGroup}). */
+    private float min;
+    private float max;
     private final int[] lowCodes;
     private final int[] highCodes;
     private final SimdStats lowStats = new SimdStats();
@@ -126,6 +130,8 @@ final class SimdInt4 implements SimdKernel {
       this.mid = (float) ((spec.quantMax() + (double) spec.quantMin() + 1) / 2);
       this.eps = (float) spec.eps();
       this.x = new float[group];
+      this.code = new float[group];
+      this.dq = new float[group];
       this.lowCodes = new int[group];
       this.highCodes = new int[group];
     }
@@ -153,19 +159,12 @@ final class SimdInt4 implements SimdKernel {
     /**
      * Group {@code g} of padded row {@code r}: writes its scale and zero, puts its codes in {@code codes}
      * and, for a real row, its real columns' sums in {@code rowStats}. Returns how many codes clipped.
+     * Each vector loop is a method of its own, with vectors that never leave it: C2 stops inlining a method
+     * that grows too large, and Vector API calls it does not inline run as slow Java code.
      */
     private int group(int r, int g, int[] codes, SimdStats rowStats) {
       int col0 = g * group;
-      FloatVector lo = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
-      FloatVector hi = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-      for (int v = 0; v < group; v += LANES) {
-        FloatVector xv = load(r, col0 + v);
-        xv.intoArray(x, v);
-        lo = lo.min(xv);
-        hi = hi.max(xv);
-      }
-      float min = lo.reduceLanes(VectorOperators.MIN);
-      float max = hi.reduceLanes(VectorOperators.MAX);
+      loadGroup(r, col0);
       if (!Float.isFinite(min) || !Float.isFinite(max)) {
         throw nonFinite(r, col0);
       }
@@ -179,11 +178,36 @@ final class SimdInt4 implements SimdKernel {
       int at = 4 * (g * n + r);
       scaleAndZero.putShort(at, Bf16.fromFloat(scale));
       scaleAndZero.putShort(at + 2, Bf16.fromFloat(zero));
-      // _quantize_affine_tinygemm: round((x - (zero - scale * mid)) / scale), clamped to [0, 15]
-      FloatVector minVal = FloatVector.broadcast(F, Bf16.round(zero - scaleMid));
-      FloatVector s = FloatVector.broadcast(F, scale);
-      FloatVector z = FloatVector.broadcast(F, zero);
+      int clipped = group - quantizeGroup(Bf16.round(zero - scaleMid), scale);
+      dequantizeGroup(scale, zero, codes);
       int statCols = r < rows ? Math.min(group, cols - col0) : 0;
+      if (statCols > 0) {
+        rowStats.add(x, dq, 0, statCols);
+      }
+      return clipped;
+    }
+
+    /** Reads the group at {@code col0} of padded row {@code r} into {@code x}, with its {@code min} and {@code max}. */
+    private void loadGroup(int r, int col0) {
+      FloatVector lo = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
+      FloatVector hi = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+      for (int v = 0; v < group; v += LANES) {
+        FloatVector xv = load(r, col0 + v);
+        xv.intoArray(x, v);
+        lo = lo.min(xv);
+        hi = hi.max(xv);
+      }
+      min = lo.reduceLanes(VectorOperators.MIN);
+      max = hi.reduceLanes(VectorOperators.MAX);
+    }
+
+    /**
+     * _quantize_affine_tinygemm's codes of {@code x}, round((x - minVal) / scale) clamped to [0, 15], into
+     * {@code code} as floats; returns how many were in range before the clamp.
+     */
+    private int quantizeGroup(float minValue, float scale) {
+      FloatVector minVal = FloatVector.broadcast(F, minValue);
+      FloatVector s = FloatVector.broadcast(F, scale);
       int inRange = 0;
       for (int v = 0; v < group; v += LANES) {
         FloatVector xv = FloatVector.fromArray(F, x, v);
@@ -191,15 +215,22 @@ final class SimdInt4 implements SimdKernel {
         VectorMask<Float> nonNegative = q.compare(VectorOperators.GE, 0f);
         inRange += nonNegative.and(q.compare(VectorOperators.LE, range)).trueCount();
         // torch.clamp lets NaN through and .to(int32) makes it 0; below 0 clamps to 0 too
-        FloatVector code = q.blend(0f, nonNegative.not()).min(range);
-        code.convert(VectorOperators.F2I, 0).reinterpretAsInts().intoArray(codes, v);
-        if (v < statCols) {
-          // _dequantize_affine_tinygemm: (code - mid) * scale + zero, each op rounded to bf16
-          FloatVector d = SimdMath.roundBf16(SimdMath.roundBf16(code.sub(mid).mul(s)).add(z));
-          rowStats.add(xv, d, v + LANES <= statCols ? ALL : SimdLoad.firstLanes(statCols - v));
-        }
+        q.blend(0f, nonNegative.not()).min(range).intoArray(code, v);
       }
-      return group - inRange;
+      return inRange;
+    }
+
+    /** The integer {@code codes} of {@link #code} and their _dequantize_affine_tinygemm values in {@code dq}. */
+    private void dequantizeGroup(float scale, float zero, int[] codes) {
+      FloatVector s = FloatVector.broadcast(F, scale);
+      FloatVector z = FloatVector.broadcast(F, zero);
+      for (int v = 0; v < group; v += LANES) {
+        FloatVector q = FloatVector.fromArray(F, code, v);
+        // the integer 0..15 as the low bits of q + 2^23 (Java 17's F2I vector cast has no AVX2 intrinsic)
+        q.add(0x1p23f).reinterpretAsInts().and(0xf).intoArray(codes, v);
+        // (code - mid) * scale + zero, each op rounded to bf16
+        SimdMath.roundBf16(SimdMath.roundBf16(q.sub(mid).mul(s)).add(z)).intoArray(dq, v);
+      }
     }
 
     /** Elements [col, col + 8) of padded row r: zero past the shard's rows and columns. */

@@ -1,5 +1,6 @@
 package shardquant.kernels.backend.simd;
 
+import java.util.Arrays;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
@@ -8,67 +9,94 @@ import jdk.incubator.vector.VectorSpecies;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * A stat block's verification sums in {@link QuantStats}'s fixed 8-lane order, on two 4-lane double
- * vectors per sum: lane j of a float vector of the block's elements [8c, 8c + 8) is lane j of the sums.
- * Feed a block's elements from its start in groups of 8 (the last group masked), then {@link #endBlock}.
+ * A stat block's verification sums in {@link QuantStats}'s fixed 8-lane order: element j of the block goes
+ * to lane j % 8. Feed a block's elements from its start, 8 at a time (the last group masked) or in runs
+ * that start at a multiple of 8, then {@link #endBlock}.
+ *
+ * <p>The lane sums live in arrays and each call works on local vectors: the JIT cannot use its vector
+ * intrinsics on a vector read back from a field (whose exact class it does not know), and falls back to
+ * the Vector API's Java code, a hundred times slower. Lanes 0..3 and 4..7 are summed in separate passes
+ * of 4-lane double vectors widened from 4-lane float loads (an 8-float to 4-double conversion has no
+ * AVX2 intrinsic); the two halves never mix, so each lane still adds its elements in order.
  */
 final class SimdStats {
+  private static final VectorSpecies<Float> HALF = FloatVector.SPECIES_128;
   private static final VectorSpecies<Double> D = DoubleVector.SPECIES_256;
-  /** Lanes 4..7: where a D2F conversion with part -1 puts its four floats. */
-  private static final VectorMask<Float> UPPER_HALF = VectorMask.fromLong(SimdLoad.F, 0xf0L);
+  private static final int LANES = SimdLoad.LANES;
 
-  private DoubleVector signalLo;
-  private DoubleVector signalHi;
-  private DoubleVector errorLo;
-  private DoubleVector errorHi;
-  private FloatVector maxErr;
+  private final double[] signal = new double[LANES];
+  private final double[] error = new double[LANES];
+  /** Max |error| per lane, in double: rounding to float is monotonic, so the float of the max is the max of the floats. */
+  private final double[] maxErr = new double[LANES];
   private long nonFinite;
-  private final double[] lanes = new double[8];
-
-  SimdStats() {
-    reset();
-  }
-
-  private void reset() {
-    signalLo = DoubleVector.zero(D);
-    signalHi = DoubleVector.zero(D);
-    errorLo = DoubleVector.zero(D);
-    errorHi = DoubleVector.zero(D);
-    maxErr = FloatVector.zero(SimdLoad.F);
-    nonFinite = 0;
-  }
+  private final float[] tailX = new float[LANES];
+  private final float[] tailD = new float[LANES];
 
   /** Adds 8 original values and their dequantized values; lanes outside {@code valid} add nothing. */
   void add(FloatVector x, FloatVector d, VectorMask<Float> valid) {
-    VectorMask<Float> finite = x.test(VectorOperators.IS_FINITE).and(d.test(VectorOperators.IS_FINITE));
-    VectorMask<Float> use = valid.and(finite);
-    nonFinite += valid.trueCount() - use.trueCount();
-    FloatVector xs = x.blend(0f, use.not());
-    FloatVector ds = d.blend(0f, use.not());
-    DoubleVector xLo = (DoubleVector) xs.convertShape(VectorOperators.F2D, D, 0);
-    DoubleVector xHi = (DoubleVector) xs.convertShape(VectorOperators.F2D, D, 1);
-    DoubleVector eLo = xLo.sub((DoubleVector) ds.convertShape(VectorOperators.F2D, D, 0));
-    DoubleVector eHi = xHi.sub((DoubleVector) ds.convertShape(VectorOperators.F2D, D, 1));
-    signalLo = signalLo.add(xLo.mul(xLo));
-    signalHi = signalHi.add(xHi.mul(xHi));
-    errorLo = errorLo.add(eLo.mul(eLo));
-    errorHi = errorHi.add(eHi.mul(eHi));
-    FloatVector absLo = (FloatVector) eLo.abs().convertShape(VectorOperators.D2F, SimdLoad.F, 0);
-    FloatVector absHi = (FloatVector) eHi.abs().convertShape(VectorOperators.D2F, SimdLoad.F, -1);
-    maxErr = maxErr.max(absLo.blend(absHi, UPPER_HALF));
+    VectorMask<Float> invalid = valid.not();
+    // a zero pair adds +0.0 to both sums (which are never -0.0) and is finite: nothing, as the reference
+    x.blend(0f, invalid).intoArray(tailX, 0);
+    d.blend(0f, invalid).intoArray(tailD, 0);
+    addHalf(tailX, tailD, 0, LANES, 0);
+    addHalf(tailX, tailD, 0, LANES, LANES / 2);
+  }
+
+  /**
+   * Adds {@code x[from, from + length)} and their dequantized values {@code d[from, from + length)}: the
+   * block's next elements, {@code from} falling on the block's element 8c. Same sums as {@link #add} on
+   * each 8 of them.
+   */
+  void add(float[] x, float[] d, int from, int length) {
+    int whole = length / LANES * LANES;
+    addHalf(x, d, from, whole, 0);
+    addHalf(x, d, from, whole, LANES / 2);
+    if (whole < length) {
+      Arrays.fill(tailX, 0f);
+      Arrays.fill(tailD, 0f);
+      System.arraycopy(x, from + whole, tailX, 0, length - whole);
+      System.arraycopy(d, from + whole, tailD, 0, length - whole);
+      addHalf(tailX, tailD, 0, LANES, 0);
+      addHalf(tailX, tailD, 0, LANES, LANES / 2);
+    }
+  }
+
+  /** Lanes [half, half + 4) of every 8 elements of {@code [from, from + length)}, length a multiple of 8. */
+  private void addHalf(float[] x, float[] d, int from, int length, int half) {
+    DoubleVector s = DoubleVector.fromArray(D, signal, half);
+    DoubleVector err = DoubleVector.fromArray(D, error, half);
+    DoubleVector max = DoubleVector.fromArray(D, maxErr, half);
+    long skipped = 0;
+    for (int i = from + half; i < from + length; i += LANES) {
+      DoubleVector xv = (DoubleVector) FloatVector.fromArray(HALF, x, i).convertShape(VectorOperators.F2D, D, 0);
+      DoubleVector dv = (DoubleVector) FloatVector.fromArray(HALF, d, i).convertShape(VectorOperators.F2D, D, 0);
+      DoubleVector e = xv.sub(dv);
+      // x - d of two floats cannot overflow a double: it is finite exactly when both are
+      VectorMask<Double> skip = e.abs().compare(VectorOperators.LE, Double.MAX_VALUE).not();
+      skipped += skip.trueCount();
+      xv = xv.blend(0, skip);
+      e = e.blend(0, skip);
+      s = s.add(xv.mul(xv));
+      err = err.add(e.mul(e));
+      max = max.max(e.abs());
+    }
+    nonFinite += skipped;
+    s.intoArray(signal, half);
+    err.intoArray(error, half);
+    max.intoArray(maxErr, half);
   }
 
   /** Adds the block's sums (it had {@code elements} elements, {@code clipped} of them clipped) to {@code stats}. */
   void endBlock(QuantStats stats, long elements, long clipped) {
-    signalLo.intoArray(lanes, 0);
-    signalHi.intoArray(lanes, 4);
-    double signal = QuantStats.combineLanes(lanes);
-    errorLo.intoArray(lanes, 0);
-    errorHi.intoArray(lanes, 4);
-    double error = QuantStats.combineLanes(lanes);
-    stats.addSums(elements, clipped, signal, error, maxErr.reduceLanes(VectorOperators.MAX));
+    float max = 0f;
+    for (double m : maxErr) {
+      max = Math.max(max, (float) m);
+    }
+    stats.addSums(elements, clipped, QuantStats.combineLanes(signal), QuantStats.combineLanes(error), max);
     stats.addNonFinite(nonFinite);
-    reset();
+    Arrays.fill(signal, 0);
+    Arrays.fill(error, 0);
+    Arrays.fill(maxErr, 0);
+    nonFinite = 0;
   }
-
 }

@@ -114,6 +114,16 @@ class SimdSupportTest {
       s.endBlock(got, length, 3);
       assertEquals(want, got, "length " + length);
       assertEquals(want.nonFinite(), got.nonFinite());
+      // the same block in runs of whole multiples of 8, the last run any length
+      QuantStats runs = new QuantStats();
+      for (int i = 0; i < length; ) {
+        int n = Math.min(length - i, 8 * (1 + r.nextInt(20)));
+        s.add(x, d, i, n);
+        i += n;
+      }
+      s.endBlock(runs, length, 3);
+      assertEquals(want, runs, "runs, length " + length);
+      assertEquals(want.nonFinite(), runs.nonFinite());
     }
   }
 }
