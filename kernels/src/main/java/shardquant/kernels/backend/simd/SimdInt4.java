@@ -41,6 +41,9 @@ final class SimdInt4 implements SimdKernel {
   private static final VectorSpecies<Float> F = SimdLoad.F;
   private static final VectorSpecies<Integer> I = IntVector.SPECIES_256;
   private static final int LANES = SimdLoad.LANES;
+  /** 1.5·2^23: see {@link Pass#quantizeGroup}. */
+  private static final float ROUNDER = 0x1.8p23f;
+  private static final int ROUNDER_BITS = Float.floatToRawIntBits(ROUNDER);
   /** Shift of each lane's nibble in a tile word: the odd column of a pair goes to the upper 16 bits. */
   private static final IntVector ODD_HIGH = IntVector.fromArray(I, new int[] {0, 16, 0, 16, 0, 16, 0, 16}, 0);
 
@@ -104,7 +107,6 @@ final class SimdInt4 implements SimdKernel {
     private final float mid;
     private final float eps;
     private final float[] x;
-    private final float[] code;
     private final float[] dq;
     /** The last group's min and max ({@link #loadGroup}). */
     private float min;
@@ -130,7 +132,6 @@ final class SimdInt4 implements SimdKernel {
       this.mid = (float) ((spec.quantMax() + (double) spec.quantMin() + 1) / 2);
       this.eps = (float) spec.eps();
       this.x = new float[group];
-      this.code = new float[group];
       this.dq = new float[group];
       this.lowCodes = new int[group];
       this.highCodes = new int[group];
@@ -178,7 +179,7 @@ final class SimdInt4 implements SimdKernel {
       int at = 4 * (g * n + r);
       scaleAndZero.putShort(at, Bf16.fromFloat(scale));
       scaleAndZero.putShort(at + 2, Bf16.fromFloat(zero));
-      int clipped = group - quantizeGroup(Bf16.round(zero - scaleMid), scale);
+      int clipped = group - quantizeGroup(Bf16.round(zero - scaleMid), scale, codes);
       dequantizeGroup(scale, zero, codes);
       int statCols = r < rows ? Math.min(group, cols - col0) : 0;
       if (statCols > 0) {
@@ -203,33 +204,37 @@ final class SimdInt4 implements SimdKernel {
 
     /**
      * _quantize_affine_tinygemm's codes of {@code x}, round((x - minVal) / scale) clamped to [0, 15], into
-     * {@code code} as floats; returns how many were in range before the clamp.
+     * {@code codes}; returns how many were in range before the clamp.
+     *
+     * <p>Rounding by adding 1.5·2^23: a float of magnitude up to 2^22 plus it rounds to an integer (ties to
+     * even, as torch.round) held in the low mantissa bits, so the sum's bits minus the constant's are the
+     * rounded value as an int. Below -1 (where the sum's bits could wrap) and NaN become -1; above 2^22 the
+     * int is beyond 15: either way the clamp's result and the range count are the reference's.
      */
-    private int quantizeGroup(float minValue, float scale) {
+    private int quantizeGroup(float minValue, float scale, int[] codes) {
       FloatVector minVal = FloatVector.broadcast(F, minValue);
       FloatVector s = FloatVector.broadcast(F, scale);
+      FloatVector minusOne = FloatVector.broadcast(F, -1f);
       int inRange = 0;
       for (int v = 0; v < group; v += LANES) {
         FloatVector xv = FloatVector.fromArray(F, x, v);
-        FloatVector q = SimdMath.rint(SimdMath.roundBf16(SimdMath.roundBf16(xv.sub(minVal)).div(s)));
-        VectorMask<Float> nonNegative = q.compare(VectorOperators.GE, 0f);
-        inRange += nonNegative.and(q.compare(VectorOperators.LE, range)).trueCount();
-        // torch.clamp lets NaN through and .to(int32) makes it 0; below 0 clamps to 0 too
-        q.blend(0f, nonNegative.not()).min(range).intoArray(code, v);
+        FloatVector q = SimdMath.roundBf16(SimdMath.roundBf16(xv.sub(minVal)).div(s));
+        q = minusOne.blend(q, q.compare(VectorOperators.GE, -1f)); // NaN (a group whose range overflowed) too
+        IntVector rounded = q.add(ROUNDER).reinterpretAsInts().sub(ROUNDER_BITS);
+        inRange += rounded.and(~0xf).compare(VectorOperators.EQ, 0).trueCount();
+        rounded.max(0).min(0xf).intoArray(codes, v);
       }
       return inRange;
     }
 
-    /** The integer {@code codes} of {@link #code} and their _dequantize_affine_tinygemm values in {@code dq}. */
+    /** _dequantize_affine_tinygemm of {@code codes} into {@code dq}: (code - mid) * scale + zero, each op rounded to bf16. */
     private void dequantizeGroup(float scale, float zero, int[] codes) {
       FloatVector s = FloatVector.broadcast(F, scale);
       FloatVector z = FloatVector.broadcast(F, zero);
       for (int v = 0; v < group; v += LANES) {
-        FloatVector q = FloatVector.fromArray(F, code, v);
-        // the integer 0..15 as the low bits of q + 2^23 (Java 17's F2I vector cast has no AVX2 intrinsic)
-        q.add(0x1p23f).reinterpretAsInts().and(0xf).intoArray(codes, v);
-        // (code - mid) * scale + zero, each op rounded to bf16
-        SimdMath.roundBf16(SimdMath.roundBf16(q.sub(mid).mul(s)).add(z)).intoArray(dq, v);
+        // code - mid, exactly: the code in the low bits of 1.5·2^23, less 1.5·2^23 + mid
+        FloatVector centered = IntVector.fromArray(I, codes, v).add(ROUNDER_BITS).reinterpretAsFloats().sub(ROUNDER + mid);
+        SimdMath.roundBf16(SimdMath.roundBf16(centered.mul(s)).add(z)).intoArray(dq, v);
       }
     }
 
