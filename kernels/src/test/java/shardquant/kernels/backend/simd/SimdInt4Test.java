@@ -118,7 +118,8 @@ class SimdInt4Test {
           continue;
         }
         Tensor w = input.read(e.name());
-        for (int group : new int[] {32, 64, 128, 256}) {
+        // every group size on the first layer, torchao's default on the rest (the reference is slow)
+        for (int group : e.name().contains("layers.0.") ? new int[] {32, 64, 128, 256} : new int[] {128}) {
           for (Recipe recipe : RECIPES) {
             assertSameAsReference(w, new QuantConfig(recipe, group, 4));
           }
