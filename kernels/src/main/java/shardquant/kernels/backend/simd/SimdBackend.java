@@ -23,6 +23,8 @@ public final class SimdBackend implements Backend {
   public SimdBackend() {
     // One line per recipe with a SIMD kernel (the kernels' own classes hold the byte layout comments).
     kernels.put(Recipe.NF4, new SimdNf4());
+    kernels.put(Recipe.INT4_TILE_PACKED, new SimdInt4(SimdInt4.Layout.TILE_PACKED));
+    kernels.put(Recipe.INT4_CPU, new SimdInt4(SimdInt4.Layout.CPU));
   }
 
   /** Width of the preferred float vector here, in bits (the provider's "wide enough" check). */

@@ -25,4 +25,16 @@ final class SimdMath {
     FloatVector signed = r.reinterpretAsInts().or(sign).reinterpretAsFloats();
     return signed.blend(v, big.or(v.test(VectorOperators.IS_NAN)));
   }
+
+  /**
+   * {@link shardquant.kernels.dtype.Bf16#round} per lane (nearest bfloat16, ties to even, overflow to
+   * infinity): what a torch op on bf16 tensors stores. NaN lanes are left to the caller: a NaN stays a NaN
+   * unless the top 7 bits of its mantissa are all ones (the carry then reaches the sign), which the NaNs
+   * arithmetic makes (the CPU's default NaN, 0x7fc00000 or 0xffc00000) never are.
+   */
+  static FloatVector roundBf16(FloatVector v) {
+    IntVector bits = v.reinterpretAsInts();
+    IntVector lsb = bits.lanewise(VectorOperators.LSHR, 16).and(1);
+    return bits.add(lsb).add(0x7fff).and(0xffff0000).reinterpretAsFloats();
+  }
 }

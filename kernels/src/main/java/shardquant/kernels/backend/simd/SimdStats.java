@@ -3,100 +3,125 @@ package shardquant.kernels.backend.simd;
 import java.util.Arrays;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.LongVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * A stat block's verification sums in {@link QuantStats}'s fixed 8-lane order, on two 4-lane double
- * vectors per sum: lane j of a float vector of the block's elements [8c, 8c + 8) is lane j of the sums.
- * Feed a block's elements from its start in groups of 8 (the last group masked), then {@link #endBlock}.
+ * A stat block's verification sums in {@link QuantStats}'s fixed 8-lane order: element j of the block goes
+ * to lane j % 8. Feed a block's elements from its start, 8 at a time (the last group masked) or in runs
+ * that start at a multiple of 8, then {@link #endBlock}.
  *
- * <p>The running sums live in arrays, not in vector fields: a vector stored into a field is a heap
- * object, so C2 would allocate five of them on every call; array loads and stores are plain moves.
+ * <p>The lane sums live in arrays and each call works on local vectors: the JIT cannot use its vector
+ * intrinsics on a vector read back from a field (whose exact class it does not know), and falls back to
+ * the Vector API's Java code, a hundred times slower. Lanes 0..3 and 4..7 are summed in separate passes
+ * of 4-lane double vectors widened from 4-lane float loads (an 8-float to 4-double conversion has no
+ * AVX2 intrinsic); the two halves never mix, so each lane still adds its elements in order. A run is
+ * summed first without checking each pair for NaN and infinity, and summed again skipping them in the rare
+ * run whose max error shows one.
  */
 final class SimdStats {
+  private static final VectorSpecies<Float> HALF = FloatVector.SPECIES_128;
   private static final VectorSpecies<Double> D = DoubleVector.SPECIES_256;
-  /** Lanes 4..7: where a D2F conversion with part -1 puts its four floats. */
-  private static final VectorMask<Float> UPPER_HALF = VectorMask.fromLong(SimdLoad.F, 0xf0L);
+  private static final VectorSpecies<Long> L = LongVector.SPECIES_256;
+  private static final int LANES = SimdLoad.LANES;
 
-  /** Lanes 0..7 of the sum of squares of the originals, then of the errors. */
-  private final double[] signal = new double[8];
-  private final double[] error = new double[8];
-  private final float[] maxErr = new float[8];
-  private long nonFinite;
-  private final float[] oneX = new float[8];
-  private final float[] oneD = new float[8];
-  private static final VectorMask<Float> ALL = SimdLoad.firstLanes(SimdLoad.LANES);
+  private static final long ABS = 0x7fffffffffffffffL;
+  private static final long INFINITY_BITS = Double.doubleToRawLongBits(Double.POSITIVE_INFINITY);
 
+  private final double[] signal = new double[LANES];
+  private final double[] error = new double[LANES];
   /**
-   * Adds 8 original values and their dequantized values; {@code valid} must be the first n lanes
-   * ({@link SimdLoad#firstLanes}), the others add nothing. A convenience over {@link #add(float[],
-   * float[], int, int)}, which hot loops should call on arrays instead.
+   * Max |error| per lane as the bits of a double: non-negative doubles order as their bits (a cheap
+   * integer max), and rounding to float is monotonic, so the float of the max is the max of the floats.
    */
+  private final long[] maxErrBits = new long[LANES];
+  private long nonFinite;
+  private final float[] tailX = new float[LANES];
+  private final float[] tailD = new float[LANES];
+
+  /** Adds 8 original values and their dequantized values; lanes outside {@code valid} add nothing. */
   void add(FloatVector x, FloatVector d, VectorMask<Float> valid) {
-    int n = valid.trueCount();
-    assert valid.equals(SimdLoad.firstLanes(n)) : valid;
-    x.intoArray(oneX, 0);
-    d.intoArray(oneD, 0);
-    add(oneX, oneD, 0, n);
+    VectorMask<Float> invalid = valid.not();
+    // a zero pair adds +0.0 to both sums (which are never -0.0) and is finite: nothing, as the reference
+    x.blend(0f, invalid).intoArray(tailX, 0);
+    d.blend(0f, invalid).intoArray(tailD, 0);
+    addWhole(tailX, tailD, 0, LANES);
   }
 
   /**
-   * Adds {@code x[from .. from + n)} and their dequantized values {@code d[from .. from + n)}, the next
-   * n elements of the block: all calls but a block's last must add a multiple of 8. The sums are held in
-   * locals here and not passed between methods: on JDK 17, C2 boxes a vector that crosses a call it did
-   * not inline (SimdStats.add with vector arguments was too big to inline: ~450 bytes allocated per call).
+   * Adds {@code x[from, from + length)} and their dequantized values {@code d[from, from + length)}: the
+   * block's next elements, {@code from} falling on the block's element 8c. Same sums as {@link #add} on
+   * each 8 of them.
    */
-  void add(float[] x, float[] d, int from, int n) {
-    DoubleVector signalLo = DoubleVector.fromArray(D, signal, 0);
-    DoubleVector signalHi = DoubleVector.fromArray(D, signal, 4);
-    DoubleVector errorLo = DoubleVector.fromArray(D, error, 0);
-    DoubleVector errorHi = DoubleVector.fromArray(D, error, 4);
-    FloatVector max = FloatVector.fromArray(SimdLoad.F, maxErr, 0);
-    for (int k = 0; k < n; k += SimdLoad.LANES) {
-      boolean full = n - k >= SimdLoad.LANES;
-      VectorMask<Float> valid = full ? ALL : SimdLoad.firstLanes(n - k);
-      FloatVector xv = full ? FloatVector.fromArray(SimdLoad.F, x, from + k)
-          : FloatVector.fromArray(SimdLoad.F, x, from + k, valid);
-      FloatVector dv = full ? FloatVector.fromArray(SimdLoad.F, d, from + k)
-          : FloatVector.fromArray(SimdLoad.F, d, from + k, valid);
-      // x - x and d - d are 0 exactly when both are finite
-      VectorMask<Float> use = valid.and(xv.sub(xv).add(dv.sub(dv)).compare(VectorOperators.EQ, 0f));
-      nonFinite += valid.trueCount() - use.trueCount();
-      FloatVector xs = xv.blend(0f, use.not());
-      FloatVector ds = dv.blend(0f, use.not());
-      DoubleVector xLo = (DoubleVector) xs.convertShape(VectorOperators.F2D, D, 0);
-      DoubleVector xHi = (DoubleVector) xs.convertShape(VectorOperators.F2D, D, 1);
-      DoubleVector eLo = xLo.sub((DoubleVector) ds.convertShape(VectorOperators.F2D, D, 0));
-      DoubleVector eHi = xHi.sub((DoubleVector) ds.convertShape(VectorOperators.F2D, D, 1));
-      signalLo = signalLo.add(xLo.mul(xLo));
-      signalHi = signalHi.add(xHi.mul(xHi));
-      errorLo = errorLo.add(eLo.mul(eLo));
-      errorHi = errorHi.add(eHi.mul(eHi));
-      FloatVector absLo = (FloatVector) eLo.abs().convertShape(VectorOperators.D2F, SimdLoad.F, 0);
-      FloatVector absHi = (FloatVector) eHi.abs().convertShape(VectorOperators.D2F, SimdLoad.F, -1);
-      max = max.max(absLo.blend(absHi, UPPER_HALF));
+  void add(float[] x, float[] d, int from, int length) {
+    int whole = length / LANES * LANES;
+    addWhole(x, d, from, whole);
+    if (whole < length) {
+      Arrays.fill(tailX, 0f);
+      Arrays.fill(tailD, 0f);
+      System.arraycopy(x, from + whole, tailX, 0, length - whole);
+      System.arraycopy(d, from + whole, tailD, 0, length - whole);
+      addWhole(tailX, tailD, 0, LANES);
     }
-    signalLo.intoArray(signal, 0);
-    signalHi.intoArray(signal, 4);
-    errorLo.intoArray(error, 0);
-    errorHi.intoArray(error, 4);
-    max.intoArray(maxErr, 0);
+  }
+
+  /** A run of whole 8s: each half summed as if all pairs were finite, again skipping them if one was not. */
+  private void addWhole(float[] x, float[] d, int from, int length) {
+    for (int half = 0; half < LANES; half += LANES / 2) {
+      if (!addHalf(x, d, from, length, half, false)) {
+        addHalf(x, d, from, length, half, true);
+      }
+    }
+  }
+
+  /**
+   * Lanes [half, half + 4) of every 8 elements of {@code [from, from + length)}, length a multiple of 8.
+   * Unless {@code skipNonFinite}, returns false and leaves the sums alone if a pair was not finite.
+   */
+  private boolean addHalf(float[] x, float[] d, int from, int length, int half, boolean skipNonFinite) {
+    DoubleVector s = DoubleVector.fromArray(D, signal, half);
+    DoubleVector err = DoubleVector.fromArray(D, error, half);
+    LongVector maxBits = LongVector.fromArray(L, maxErrBits, half);
+    long skipped = 0;
+    for (int i = from + half; i < from + length; i += LANES) {
+      DoubleVector xv = (DoubleVector) FloatVector.fromArray(HALF, x, i).convertShape(VectorOperators.F2D, D, 0);
+      DoubleVector dv = (DoubleVector) FloatVector.fromArray(HALF, d, i).convertShape(VectorOperators.F2D, D, 0);
+      DoubleVector e = xv.sub(dv);
+      if (skipNonFinite) {
+        // x - d of two floats cannot overflow a double: it is finite exactly when both are
+        VectorMask<Double> skip = e.abs().compare(VectorOperators.LE, Double.MAX_VALUE).not();
+        skipped += skip.trueCount();
+        xv = xv.blend(0, skip);
+        e = e.blend(0, skip);
+      }
+      s = s.add(xv.mul(xv));
+      err = err.add(e.mul(e));
+      maxBits = maxBits.max(e.reinterpretAsLongs().and(ABS));
+    }
+    if (!skipNonFinite && maxBits.compare(VectorOperators.GE, INFINITY_BITS).anyTrue()) {
+      return false;
+    }
+    nonFinite += skipped;
+    s.intoArray(signal, half);
+    err.intoArray(error, half);
+    maxBits.intoArray(maxErrBits, half);
+    return true;
   }
 
   /** Adds the block's sums (it had {@code elements} elements, {@code clipped} of them clipped) to {@code stats}. */
   void endBlock(QuantStats stats, long elements, long clipped) {
-    float max = 0;
-    for (float m : maxErr) {
-      max = Math.max(max, m);
+    float max = 0f;
+    for (long m : maxErrBits) {
+      max = Math.max(max, (float) Double.longBitsToDouble(m));
     }
     stats.addSums(elements, clipped, QuantStats.combineLanes(signal), QuantStats.combineLanes(error), max);
     stats.addNonFinite(nonFinite);
     Arrays.fill(signal, 0);
     Arrays.fill(error, 0);
-    Arrays.fill(maxErr, 0);
+    Arrays.fill(maxErrBits, 0);
     nonFinite = 0;
   }
 }

@@ -70,6 +70,33 @@ class SimdSupportTest {
   }
 
   @Test
+  void roundBf16IsBf16Round() {
+    Random r = new Random(5);
+    float[] v = new float[1 << 16];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = switch (i % 6) {
+        case 0 -> Float.intBitsToFloat(r.nextInt(0x7f800000) | (i % 12 == 0 ? 0x80000000 : 0)); // any finite
+        case 1 -> Float.intBitsToFloat(r.nextInt(0x7f80) << 16 | 0x8000 | (i % 12 == 1 ? 0x80000000 : 0)); // ties
+        case 2 -> Float.intBitsToFloat(0x7f7f0000 | r.nextInt(0x10000)); // near overflow
+        case 3 -> Float.intBitsToFloat(r.nextInt(0x10000) | (i % 12 == 3 ? 0x80000000 : 0)); // subnormal, +-0
+        case 4 -> (float) (r.nextGaussian() * 100);
+        default -> i % 12 == 5 ? Float.intBitsToFloat(0xffc00000) : Float.POSITIVE_INFINITY * (i % 24 < 12 ? 1 : -1);
+      };
+    }
+    for (int i = 0; i < v.length; i += 8) {
+      float[] got = SimdMath.roundBf16(FloatVector.fromArray(SimdLoad.F, v, i)).toArray();
+      for (int k = 0; k < 8; k++) {
+        float want = shardquant.kernels.dtype.Bf16.round(v[i + k]);
+        if (Float.isNaN(want)) {
+          assertEquals(true, Float.isNaN(got[k]));
+        } else {
+          assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(got[k]), "bf16 of " + v[i + k]);
+        }
+      }
+    }
+  }
+
+  @Test
   void statsFollowTheReferenceOrder() {
     Random r = new Random(9);
     for (int length : new int[] {1, 7, 8, 9, 63, 64, 1000, 4097}) {
@@ -101,6 +128,16 @@ class SimdSupportTest {
       s.endBlock(fromArrays, length, 3);
       assertEquals(want, fromArrays, "arrays, length " + length);
       assertEquals(want.nonFinite(), fromArrays.nonFinite());
+      // the same block in runs of whole multiples of 8, the last run any length
+      QuantStats runs = new QuantStats();
+      for (int i = 0; i < length; ) {
+        int n = Math.min(length - i, 8 * (1 + r.nextInt(20)));
+        s.add(x, d, i, n);
+        i += n;
+      }
+      s.endBlock(runs, length, 3);
+      assertEquals(want, runs, "runs, length " + length);
+      assertEquals(want.nonFinite(), runs.nonFinite());
     }
   }
 }

@@ -1,0 +1,247 @@
+package shardquant.kernels.backend.simd;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Random;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import shardquant.kernels.GoldenFiles;
+import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.dtype.Bf16;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.safetensors.SafetensorsFile;
+import shardquant.kernels.safetensors.TensorEntry;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * {@link SimdInt4} gives the reference's bytes for every part and its verification sums, for both int4
+ * layouts and every group size: awkward shapes (one row, N off a multiple of 8, K needing padding, long
+ * rows), edge rows, the golden tinygemm cases and the golden model's weights; heap and direct buffers.
+ */
+class SimdInt4Test {
+  private static final SimdBackend SIMD = new SimdBackend();
+  private static final Recipe[] RECIPES = {Recipe.INT4_TILE_PACKED, Recipe.INT4_CPU};
+  private static final float BF16_MAX = Float.intBitsToFloat(0x7f7f0000);
+
+  @Test
+  void bothRecipesRunOnTheSimdKernel() {
+    for (Recipe r : RECIPES) {
+      assertEquals(SIMD.name(), SIMD.nameFor(r), r.cliName());
+    }
+  }
+
+  @ParameterizedTest(name = "group {0}")
+  @ValueSource(ints = {32, 64, 128, 256})
+  void tilePackedRandomShards(int group) {
+    QuantConfig c = new QuantConfig(Recipe.INT4_TILE_PACKED, group, 4);
+    int[][] shapes = {{1, 1}, {1, 13}, {3, 40}, {8, 1024}, {13, 1000}, {5, 1030}, {16, 2048 + 8 * 3 + 5}, {2, 16384}};
+    Random r = new Random(group);
+    for (int[] s : shapes) {
+      assertSameAsReference(gaussian(r, s[0], s[1]), c);
+    }
+  }
+
+  @ParameterizedTest(name = "group {0}")
+  @ValueSource(ints = {32, 64, 128, 256})
+  void cpuRandomShards(int group) {
+    QuantConfig c = new QuantConfig(Recipe.INT4_CPU, group, 4);
+    // 64-row blocks, then a last block of 16, 32 or 48 rows
+    int[][] shapes = {{16, group}, {32, 3 * group}, {48, 256}, {64, 1024}, {80, 512}, {112, 256}, {176, 256}, {16, 16384}};
+    Random r = new Random(100 + group);
+    for (int[] s : shapes) {
+      assertSameAsReference(gaussian(r, s[0], s[1]), c);
+    }
+  }
+
+  @ParameterizedTest(name = "group {0}")
+  @ValueSource(ints = {32, 64, 128, 256})
+  void edgeRows(int group) {
+    for (Recipe recipe : RECIPES) {
+      QuantConfig c = new QuantConfig(recipe, group, 4);
+      int rows = recipe == Recipe.INT4_CPU ? 96 : 61;
+      int cols = recipe == Recipe.INT4_CPU ? 1024 : 1000;
+      assertSameAsReference(edgeMatrix(new Random(group), rows, cols), c);
+    }
+  }
+
+  @Test
+  void goldenTinygemmCases() throws IOException {
+    Path dir = GoldenFiles.dir("torchao-0.19");
+    Pattern name = Pattern.compile("tinygemm_int4_\\d+x\\d+_g(\\d+)\\.safetensors");
+    List<Path> files;
+    try (Stream<Path> s = Files.list(dir)) {
+      files = s.filter(p -> name.matcher(p.getFileName().toString()).matches()).sorted().toList();
+    }
+    assertEquals(4, files.size(), files.toString());
+    for (Path f : files) {
+      Matcher m = name.matcher(f.getFileName().toString());
+      assertTrue(m.matches());
+      int group = Integer.parseInt(m.group(1));
+      try (SafetensorsFile golden = SafetensorsFile.open(f)) {
+        Tensor w = golden.read("w");
+        assertSameAsReference(w, new QuantConfig(Recipe.INT4_TILE_PACKED, group, 4));
+        // int4-cpu pads nothing: its parts are the golden file's own
+        QuantizedTensor q = SIMD.quantize(w, new QuantConfig(Recipe.INT4_CPU, group, 4), GlobalStats.NONE, new QuantStats());
+        assertBytes(golden.read("packed_cpu"), q.part("qdata"), f.getFileName() + " packed_cpu");
+        assertBytes(golden.read("scale_and_zero"), q.part("scale_and_zero"), f.getFileName() + " scale_and_zero");
+        assertSameAsReference(w, new QuantConfig(Recipe.INT4_CPU, group, 4));
+      }
+    }
+  }
+
+  @Test
+  void goldenModelWeights() throws IOException {
+    Path dir = GoldenFiles.dir("torchao-0.19-formats");
+    int checked = 0;
+    try (SafetensorsFile input = SafetensorsFile.open(dir.resolve("input.safetensors"));
+        SafetensorsFile torchao = SafetensorsFile.open(dir.resolve("format_int4_tile_packed_to_4d_g128.safetensors"))) {
+      for (TensorEntry e : input.entries()) {
+        if (!e.name().endsWith("proj.weight")) {
+          continue;
+        }
+        Tensor w = input.read(e.name());
+        // every group size on the first layer, torchao's default on the rest (the reference is slow)
+        for (int group : e.name().contains("layers.0.") ? new int[] {32, 64, 128, 256} : new int[] {128}) {
+          for (Recipe recipe : RECIPES) {
+            assertSameAsReference(w, new QuantConfig(recipe, group, 4));
+          }
+        }
+        QuantizedTensor q = SIMD.quantize(w, new QuantConfig(Recipe.INT4_TILE_PACKED, 128, 4), GlobalStats.NONE,
+            new QuantStats());
+        String prefix = e.name().substring(0, e.name().length() - "weight".length()) + "_weight_";
+        for (String part : List.of("qdata", "scale_and_zero")) {
+          assertBytes(torchao.read(prefix + part), q.part(part), prefix + part);
+        }
+        checked++;
+      }
+    }
+    assertEquals(14, checked);
+  }
+
+  @Test
+  void refusesWhatTheReferenceRefuses() {
+    QuantConfig tile = new QuantConfig(Recipe.INT4_TILE_PACKED, 32, 4);
+    QuantConfig cpu = new QuantConfig(Recipe.INT4_CPU, 32, 4);
+    Tensor f32 = Tensor.fromFloats(DType.F32, new long[] {8, 64}, new float[8 * 64]);
+    assertThrows(IllegalArgumentException.class, () -> SIMD.quantize(f32, tile, GlobalStats.NONE, new QuantStats()));
+    Tensor rows24 = gaussian(new Random(1), 24, 64);
+    assertThrows(IllegalArgumentException.class, () -> SIMD.quantize(rows24, cpu, GlobalStats.NONE, new QuantStats()));
+    Tensor cols48 = gaussian(new Random(1), 16, 48);
+    assertThrows(IllegalArgumentException.class, () -> SIMD.quantize(cols48, cpu, GlobalStats.NONE, new QuantStats()));
+  }
+
+  @Test
+  void refusesNonFiniteInputsAndLeavesTheStatsAlone() {
+    for (Recipe recipe : RECIPES) {
+      for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY}) {
+        QuantConfig c = new QuantConfig(recipe, 32, 4);
+        Tensor w = gaussian(new Random(2), 32, 256);
+        w.setFloat(20L * 256 + 77, bad);
+        for (var backend : List.of(ReferenceBackend.INSTANCE, SIMD)) {
+          QuantStats stats = new QuantStats();
+          IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+              () -> backend.quantize(w, c, GlobalStats.NONE, stats));
+          assertTrue(e.getMessage().contains("row 20, column 77"), e.getMessage());
+          assertEquals(new QuantStats(), stats, backend.name());
+        }
+      }
+    }
+  }
+
+  /** Every part's bytes and the stats equal the reference's, reading from a heap and from a direct buffer. */
+  private static void assertSameAsReference(Tensor w, QuantConfig c) {
+    String what = c + " " + w;
+    QuantStats want = new QuantStats();
+    QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(w, c, GlobalStats.NONE, want);
+    for (boolean direct : new boolean[] {false, true}) {
+      QuantStats got = new QuantStats();
+      QuantizedTensor q = SIMD.quantize(copy(w, direct), c, GlobalStats.NONE, got);
+      String where = what + (direct ? " (direct)" : " (heap)");
+      assertEquals(List.copyOf(ref.parts().keySet()), List.copyOf(q.parts().keySet()), where);
+      assertArrayEquals(ref.shape(), q.shape(), where);
+      ref.parts().forEach((name, t) -> assertBytes(t, q.part(name), where + " " + name));
+      assertEquals(want, got, where + " stats");
+      assertEquals(want.nonFinite(), got.nonFinite(), where + " non-finite count");
+    }
+  }
+
+  static void assertBytes(Tensor want, Tensor got, String what) {
+    assertEquals(want.dtype(), got.dtype(), what);
+    assertArrayEquals(want.shape(), got.shape(), what);
+    ByteBuffer a = want.bytes();
+    ByteBuffer b = got.bytes();
+    int i = a.mismatch(b);
+    if (i >= 0) {
+      throw new AssertionError(what + ": first byte difference at " + i + " (element " + i / want.dtype().byteSize()
+          + "): want " + (a.get(i) & 0xff) + ", got " + (b.get(i) & 0xff));
+    }
+  }
+
+  private static Tensor copy(Tensor t, boolean direct) {
+    ByteBuffer b = direct ? ByteBuffer.allocateDirect(Math.toIntExact(t.byteSize())) : ByteBuffer.allocate(Math.toIntExact(t.byteSize()));
+    b.order(ByteOrder.LITTLE_ENDIAN).put(t.bytes()).flip();
+    return Tensor.of(t.dtype(), t.shape(), b);
+  }
+
+  /** Gaussian bf16 rows, each with its own scale and offset. */
+  private static Tensor gaussian(Random r, int rows, int cols) {
+    float[] v = new float[rows * cols];
+    for (int i = 0; i < rows; i++) {
+      double scale = Math.pow(10, r.nextInt(7) - 4);
+      double offset = r.nextInt(4) == 0 ? r.nextGaussian() * scale * 3 : 0;
+      for (int j = 0; j < cols; j++) {
+        v[i * cols + j] = (float) (offset + r.nextGaussian() * scale);
+      }
+    }
+    return Tensor.fromFloats(DType.BF16, new long[] {rows, cols}, v);
+  }
+
+  /**
+   * Rows of the edge cases, in turn: zeros, signed zeros, a constant, all negative, +-tiny, +-1e4,
+   * +-max finite (max - min overflows: infinite scale, NaN codes), max finite alone, a row 40x its
+   * neighbour, 0.5% outliers, bf16 subnormals, one non-zero element, ordinary gaussian.
+   */
+  private static Tensor edgeMatrix(Random r, int rows, int cols) {
+    float[] v = new float[rows * cols];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        double g = r.nextGaussian();
+        float x = switch (i % 13) {
+          case 0 -> 0f;
+          case 1 -> j % 3 == 0 ? -0f : 0f;
+          case 2 -> 3.25f;
+          case 3 -> (float) (-Math.abs(g) - 0.01);
+          case 4 -> (float) (g * 1e-8);
+          case 5 -> (float) (g * 1e4);
+          case 6 -> j % 2 == 0 ? BF16_MAX : -BF16_MAX;
+          case 7 -> j % 5 == 0 ? BF16_MAX : (float) g;
+          case 8 -> (float) (g * 40);
+          case 9 -> r.nextInt(200) == 0 ? (float) (g * 500) : (float) g;
+          case 10 -> Float.intBitsToFloat((r.nextInt(0x80) << 16) | (g < 0 ? 0x80000000 : 0));
+          case 11 -> j == cols / 2 ? -7.5f : 0f;
+          default -> (float) g;
+        };
+        v[i * cols + j] = Bf16.round(x);
+      }
+    }
+    return Tensor.fromFloats(DType.BF16, new long[] {rows, cols}, v);
+  }
+}
