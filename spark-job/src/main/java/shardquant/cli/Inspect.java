@@ -37,10 +37,12 @@ final class Inspect {
     Path index = new Path(root, InputCheckpoint.INDEX);
     if (fs.getFileStatus(root).isDirectory() && fs.exists(index)) {
       JsonNode meta = JSON.readTree(Storage.readString(fs, index)).path("metadata");
-      if (meta.has("recipe")) {
-        out.printf("shardquant output: recipe %s (group %s, bits %s, torchao %s), shardquant %s, %s%n",
-            meta.path("recipe").asText(), meta.path("group_size").asText(), meta.path("bits").asText(),
-            meta.path("torchao_type").asText(), meta.path("shardquant_version").asText(),
+      if (meta.has("recipe") || meta.has("layout")) {
+        out.printf("shardquant output: %s (group %s, bits %s, torchao %s)%s, shardquant %s, %s%n",
+            meta.has("recipe") ? "recipe " + meta.path("recipe").asText() : "int4 plain layout",
+            meta.path("group_size").asText(), meta.path("bits").asText(), meta.path("torchao_type").asText(),
+            meta.has("layout") ? ", repacked into layout " + meta.path("layout").asText() : "",
+            meta.path("shardquant_version").asText(),
             fs.exists(new Path(root, "_SUCCESS")) ? "committed (_SUCCESS)" : "NOT committed (no _SUCCESS)");
       }
     }

@@ -12,6 +12,7 @@ import shardquant.job.UserError;
 import shardquant.kernels.golden.GoldenRunner;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.repack.Int4Layout;
 import shardquant.plan.JobSpec;
 
 /**
@@ -27,6 +28,8 @@ public final class Main {
 
   private static final Set<String> QUANTIZE_OPTIONS = Set.of("input", "output", "recipe", "recipe-file", "group-size",
       "bits", "master", "backend", "shard-bytes", "output-file-bytes", "include", "exclude", "dump-shards", "conf");
+  private static final Set<String> REPACK_OPTIONS = Set.of("input", "output", "layout", "master", "shard-bytes",
+      "output-file-bytes", "conf");
 
   private static final String USAGE = String.join("\n",
       "usage: shardquant COMMAND [ARGS]",
@@ -35,6 +38,10 @@ public final class Main {
       "           [--exclude REGEX] [--recipe-file FILE] [--dump-shards DIR] [--conf spark.key=value ...]",
       "      quantize a safetensors checkpoint (file, directory, or directory with an index; local or any",
       "      Hadoop URI) into a torchao safetensors checkpoint. Recipes: " + Arrays.stream(Recipe.values()).map(Recipe::cliName).toList(),
+      "  repack --input DIR --output DIR --layout " + String.join("|", Arrays.stream(Int4Layout.values()).map(Int4Layout::cliName).toList()),
+      "           [--master URL] [--shard-bytes B] [--output-file-bytes B] [--conf spark.key=value ...]",
+      "      convert an int4-tile-packed or int4-cpu checkpoint (or an earlier repack's) into another int4 layout,",
+      "      bit-exact, without re-quantizing; plain tensors are copied (local input directories only, for now)",
       "  demo [--bytes B] [--keep DIR]",
       "      write a synthetic Llama-shaped checkpoint (1 GB) and quantize it with int4-tile-packed in embedded Spark",
       "  inspect PATH                     tensors, dtypes, shapes and recipes of an input or output checkpoint",
@@ -64,6 +71,7 @@ public final class Main {
     try {
       return switch (command) {
         case "quantize" -> quantize(rest, out, err);
+        case "repack" -> repack(rest, out, err);
         case "demo" -> Demo.run(rest, out, err);
         case "inspect" -> Inspect.run(rest, out);
         case "verify" -> Verify.run(rest, out, err);
@@ -124,6 +132,23 @@ public final class Main {
   private static int quantize(String[] args, PrintStream out, PrintStream err) throws IOException {
     JobOptions o = jobOptions("quantize", args);
     QuantizeJob.Result r = QuantizeJob.run(o, err);
+    Summary.print(r, o.output(), out);
+    return r.verified() ? OK : VERIFY_FAILED;
+  }
+
+  private static int repack(String[] args, PrintStream out, PrintStream err) throws IOException {
+    Args a = new Args("repack", args, REPACK_OPTIONS);
+    Int4Layout layout;
+    try {
+      layout = Int4Layout.fromCliName(a.required("layout"));
+    } catch (IllegalArgumentException e) {
+      throw new UserError("repack: --layout: " + e.getMessage());
+    }
+    JobSpec sizes = new JobSpec(null, null, null, a.bytes("shard-bytes", JobSpec.DEFAULT_SHARD_BYTES),
+        a.bytes("output-file-bytes", JobSpec.DEFAULT_OUTPUT_FILE_BYTES));
+    JobOptions o = new JobOptions(a.required("input"), a.required("output"), sizes, a.get("master"), "auto", null,
+        a.sparkConf());
+    QuantizeJob.Result r = QuantizeJob.repack(o, layout, err);
     Summary.print(r, o.output(), out);
     return r.verified() ? OK : VERIFY_FAILED;
   }

@@ -25,10 +25,10 @@ final class Summary {
       minSqnr = Math.min(minSqnr, t.sqnrDb());
       maxErr = Math.max(maxErr, t.maxAbsError());
     }
-    long copied = plan.tensors().stream().filter(t -> !t.quantized()).count();
+    long copied = plan.tensors().stream().filter(t -> !t.reported()).count();
     double secs = r.wallNanos() / 1e9;
-    out.printf("total: %d tensors quantized (%s), %d copied unchanged; min SQNR %.2f dB, max abs error %.4g%n",
-        r.reports().size(), plan.config(), copied, minSqnr, maxErr);
+    out.printf("total: %d tensors %s (%s), %d copied unchanged; min SQNR %.2f dB, max abs error %.4g%n",
+        r.reports().size(), plan.layout() != null ? "repacked" : "quantized", plan.describe(), copied, minSqnr, maxErr);
     out.printf("%s in -> %s out in %d files (%d written, %d kept from an earlier run); wall %.1f s, %s/s; Spark %s%n",
         Format.bytes(plan.totalInputBytes()), Format.bytes(plan.totalOutputBytes()), plan.files().size(), r.filesWritten(),
         r.filesKept(), secs, Format.bytes((long) (plan.totalInputBytes() / Math.max(secs, 1e-3))), r.master());

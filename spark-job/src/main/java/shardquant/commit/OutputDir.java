@@ -19,6 +19,7 @@ import org.apache.hadoop.fs.Path;
 import shardquant.job.Storage;
 import shardquant.job.TensorReport;
 import shardquant.job.UserError;
+import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.kernels.safetensors.SafetensorsHeader;
 import shardquant.plan.OutputFile;
@@ -150,10 +151,21 @@ public final class OutputDir {
     ObjectNode index = JSON.createObjectNode();
     ObjectNode meta = index.putObject("metadata");
     meta.put("total_size", plan.files().stream().mapToLong(f -> f.size() - f.dataStart()).sum());
-    meta.put("recipe", plan.config().recipe().cliName());
-    meta.put("group_size", plan.config().groupSize());
-    meta.put("bits", plan.config().bits());
-    meta.put("torchao_type", plan.config().recipe().torchaoType());
+    if (plan.config() != null) {
+      meta.put("recipe", plan.config().recipe().cliName());
+      meta.put("group_size", plan.config().groupSize());
+      meta.put("bits", plan.config().bits());
+      meta.put("torchao_type", plan.config().recipe().torchaoType());
+    } else {
+      // The plain int4 form is no recipe's: the index names its layout and type instead (inspect, verify).
+      meta.put("group_size", plan.tensors().stream().filter(t -> t.repack() != null).findFirst().orElseThrow()
+          .repack().groupSize());
+      meta.put("bits", 4);
+      meta.put("torchao_type", Int4Layout.PLAIN_TYPE);
+    }
+    if (plan.layout() != null) {
+      meta.put("layout", plan.layout().cliName());
+    }
     meta.put("shardquant_version", Planner.VERSION);
     meta.put("input_fingerprint", plan.fingerprint());
     ObjectNode weightMap = index.putObject("weight_map");
@@ -163,7 +175,7 @@ public final class OutputDir {
       }
     }
     ObjectNode report = JSON.createObjectNode();
-    report.put("recipe", plan.config().toString());
+    report.put("recipe", plan.describe());
     report.put("input_fingerprint", plan.fingerprint());
     report.setAll(reportExtras);
     ObjectNode tensors = report.putObject("tensors");

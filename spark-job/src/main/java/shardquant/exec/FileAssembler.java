@@ -92,6 +92,8 @@ public final class FileAssembler implements Serializable {
           if (t.quantized()) {
             reports.put(t.input().name(), TensorReport.of(t.input().name(), stats.get(ti), backends.get(ti),
                 nanos.getOrDefault(ti, 0L)));
+          } else if (t.action() == Plan.Action.REPACK) {
+            reports.put(t.input().name(), repackReport(t, nanos.getOrDefault(ti, 0L)));
           }
         }
         byte[] header = f.header(reports, checksums(ch, f));
@@ -108,6 +110,19 @@ public final class FileAssembler implements Serializable {
         Files.deleteIfExists(temp);
       }
     }
+  }
+
+  /**
+   * A repacked tensor's report: the stats its source file recorded (repacking changes no value), or, from
+   * a source that recorded none, NaN for what only quantizing can measure.
+   */
+  static TensorReport repackReport(Plan.Tensor t, long nanos) {
+    TensorReport r = t.repack().stats();
+    String name = t.input().name();
+    return r != null
+        ? new TensorReport(name, r.sqnrDb(), r.maxAbsError(), r.clippedFraction(), r.elements(), r.nonFinite(), r.backend(), nanos)
+        : new TensorReport(name, Double.NaN, Float.NaN, Double.NaN, t.input().rows() * t.input().cols(), 0,
+            ShardQuantizer.REPACK_BACKEND, nanos);
   }
 
   private void write(FileChannel ch, OutputFile f, Plan.Tensor t, Plan.Shard shard, QuantizedShard q,

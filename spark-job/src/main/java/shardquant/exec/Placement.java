@@ -1,7 +1,6 @@
 package shardquant.exec;
 
 import shardquant.kernels.quant.PartSpec;
-import shardquant.plan.InputTensor;
 import shardquant.plan.Plan;
 
 /**
@@ -30,6 +29,15 @@ public final class Placement {
       }
       return;
     }
+    runs(part, offsetAlongRowDim(plan, t, shard, i), pieceShape, base, run);
+  }
+
+  /**
+   * The runs of a piece of {@code part} (stored at {@code base}) that starts {@code along} into the
+   * part's row dimension: where a shard's piece goes in an output file, or where a repacked shard's
+   * source piece lies in its input file.
+   */
+  public static void runs(Plan.StoredPart part, long along, long[] pieceShape, long base, Run run) throws java.io.IOException {
     long[] full = part.shape();
     int d = part.rowDim();
     long outer = 1;
@@ -40,7 +48,6 @@ public final class Placement {
     for (int k = d + 1; k < full.length; k++) {
       inner *= full[k];
     }
-    long along = offsetAlongRowDim(plan, t, shard, i);
     long length = pieceShape[d] * inner;
     for (long o = 0; o < outer; o++) {
       run.accept(o * length, base + (o * full[d] + along) * inner, length);
@@ -52,11 +59,10 @@ public final class Placement {
     if (shard.rowStart() == 0) {
       return 0;
     }
-    if (!t.quantized()) {
+    if (t.action() == Plan.Action.COPY) {
       return shard.rowStart();
     }
-    InputTensor in = t.input();
-    PartSpec before = plan.config().recipe().kernel().parts(shard.rowStart(), in.cols(), in.dtype(), plan.config()).get(i);
+    PartSpec before = plan.partsOfRows(t, shard.rowStart()).get(i);
     return before.shape()[before.rowDim()];
   }
 }

@@ -2,8 +2,11 @@ package shardquant.exec;
 
 import java.io.IOException;
 import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.arrow.memory.BufferAllocator;
@@ -22,7 +25,9 @@ import shardquant.job.UserError;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 import shardquant.plan.InputTensor;
@@ -30,13 +35,15 @@ import shardquant.plan.Plan;
 
 /**
  * The executor's side of a shard (DESIGN.md, step 2): read the shard's bytes straight from storage
- * into an Arrow batch, check them, quantize and verify them, and emit the quantized shard as Arrow IPC
- * bytes keyed by its output file. Also NF4's first pass (block absmax values per shard).
+ * into an Arrow batch, check them, quantize and verify them (or, for a repack, convert its int4 parts
+ * to the target layout), and emit the quantized shard as Arrow IPC bytes keyed by its output file. Also NF4's first pass (block absmax values per shard).
  */
 public final class ShardQuantizer implements Serializable {
   private static final long serialVersionUID = 1L;
   /** Test hook: the first attempt of a task fails halfway through a shard of this tensor. */
   public static final String FAIL_SHARD_CONF = "spark.shardquant.test.failShardOf";
+  /** The backend a repacked tensor's report names: no kernel ran, its codes were moved. */
+  public static final String REPACK_BACKEND = "repack";
 
   private final Plan plan;
   private final Map<Integer, GlobalStats> globals;
@@ -51,11 +58,11 @@ public final class ShardQuantizer implements Serializable {
     this.backend = backend;
   }
 
-  /** Quantizes (or copies) every shard of one task's group. */
+  /** Quantizes, copies or repacks every shard of one task's group. */
   public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
     Backend b = Backends.forName(backend);
-    String used = b.nameFor(plan.config().recipe());
+    String used = plan.config() == null ? REPACK_BACKEND : b.nameFor(plan.config().recipe());
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
@@ -63,30 +70,85 @@ public final class ShardQuantizer implements Serializable {
         long start = System.nanoTime();
         QuantStats stats = t.quantized() ? new QuantStats() : null;
         byte[] ipc;
-        try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
-          Tensor rows = in.shard().data();
-          List<ShardPart> parts = new ArrayList<>();
-          if (t.quantized()) {
-            checkFinite(t.input(), shard, rows);
-            failIfAsked(t.input(), rows);
-            QuantizedTensor q = b.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
-            for (Plan.StoredPart p : t.parts()) {
-              parts.add(new ShardPart(p.key(), p.rowDim(), q.part(p.dataName())));
+        if (t.action() == Plan.Action.REPACK) {
+          ipc = encode(t, shard, repack(inputs, t, shard), alloc);
+        } else {
+          try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
+            Tensor rows = in.shard().data();
+            List<ShardPart> parts = new ArrayList<>();
+            if (t.quantized()) {
+              checkFinite(t.input(), shard, rows);
+              failIfAsked(t.input(), rows);
+              QuantizedTensor q = b.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
+              for (Plan.StoredPart p : t.parts()) {
+                parts.add(new ShardPart(p.key(), p.rowDim(), q.part(p.dataName())));
+              }
+            } else {
+              parts.add(new ShardPart(t.input().name(), t.parts().get(0).rowDim(), rows));
             }
-          } else {
-            parts.add(new ShardPart(t.input().name(), t.parts().get(0).rowDim(), rows));
-          }
-          try (ShardBatch<QuantizedShard> q = ArrowShards.quantizedShard(
-              new QuantizedShard(t.input().name(), shard.rowStart(), shard.rowEnd(), parts), alloc)) {
-            ipc = ArrowShards.toIpcStream(q);
-            if (dumpDir != null) {
-              ArrowShards.writeIpcFile(q, Path.of(dumpDir, t.input().name() + ".rows-" + shard.rowStart() + "-"
-                  + shard.rowEnd() + ".arrow"));
-            }
+            ipc = encode(t, shard, parts, alloc);
           }
         }
-        out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start, used)));
+        out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start,
+            t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used)));
       }
+    }
+    return out;
+  }
+
+  /** The shard's output parts as Arrow IPC bytes (and a dump file, if asked). */
+  private byte[] encode(Plan.Tensor t, Plan.Shard shard, List<ShardPart> parts, BufferAllocator alloc) throws IOException {
+    try (ShardBatch<QuantizedShard> q = ArrowShards.quantizedShard(
+        new QuantizedShard(t.input().name(), shard.rowStart(), shard.rowEnd(), parts), alloc)) {
+      byte[] ipc = ArrowShards.toIpcStream(q);
+      if (dumpDir != null) {
+        ArrowShards.writeIpcFile(q, Path.of(dumpDir, t.input().name() + ".rows-" + shard.rowStart() + "-"
+            + shard.rowEnd() + ".arrow"));
+      }
+      return ipc;
+    }
+  }
+
+  /**
+   * A repacked shard: each source part's bytes for the shard's rows gathered from the input file (where
+   * {@link Placement} says a piece of that part lies), converted as one {@link TinygemmInt4Tensor}.
+   */
+  private List<ShardPart> repack(OpenFiles inputs, Plan.Tensor t, Plan.Shard shard) throws IOException {
+    Plan.Repack r = t.repack();
+    long rows = shard.rowEnd() - shard.rowStart();
+    long cols = t.input().cols();
+    List<PartSpec> pieces = r.from().parts(rows, cols, r.groupSize());
+    List<PartSpec> before = shard.rowStart() == 0 ? null : r.from().parts(shard.rowStart(), cols, r.groupSize());
+    FSDataInputStream stream = inputs.open(r.file());
+    Map<String, Tensor> parts = new LinkedHashMap<>();
+    for (int i = 0; i < pieces.size(); i++) {
+      PartSpec piece = pieces.get(i);
+      Plan.StoredPart source = r.sources().get(i);
+      long along = before == null ? 0 : before.get(i).shape()[before.get(i).rowDim()];
+      ByteBuffer bytes = ByteBuffer.allocate(Math.toIntExact(Tensor.numel(piece.shape()) * piece.dtype().byteSize()))
+          .order(ByteOrder.LITTLE_ENDIAN);
+      try {
+        Placement.runs(source, along, piece.shape(), source.offset(), (from, at, length) -> {
+          ByteBuffer run = bytes.duplicate();
+          run.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
+          Storage.readFully(stream, at, run);
+        });
+      } catch (java.io.EOFException e) {
+        throw UserError.onExecutor(Storage.display(r.file()) + ": tensor '" + t.input().name() + "': file ends inside '"
+            + source.key() + "' for rows [" + shard.rowStart() + ", " + shard.rowEnd() + ") (truncated since the job was planned?)");
+      }
+      parts.put(piece.name(), Tensor.of(piece.dtype(), piece.shape(), bytes));
+    }
+    TinygemmInt4Tensor converted;
+    try {
+      converted = new TinygemmInt4Tensor(r.from(), r.groupSize(), new long[] {rows, cols}, parts).repack(r.to());
+    } catch (IllegalArgumentException e) {
+      throw UserError.onExecutor(Storage.display(r.file()) + ": tensor '" + t.input().name() + "' rows [" + shard.rowStart()
+          + ", " + shard.rowEnd() + "): " + e.getMessage());
+    }
+    List<ShardPart> out = new ArrayList<>();
+    for (Plan.StoredPart p : t.parts()) {
+      out.add(new ShardPart(p.key(), p.rowDim(), converted.part(p.dataName())));
     }
     return out;
   }

@@ -23,6 +23,7 @@ final class Progress extends SparkListener {
 
   private final Plan plan;
   private final int[][] groups;
+  private final String command;
   private final PrintStream out;
   private final long intervalMillis;
   private final long totalBytes;
@@ -36,8 +37,9 @@ final class Progress extends SparkListener {
   private int filesDone;
   private long lastPrint;
 
-  Progress(Plan plan, int[][] groups, int[] files, PrintStream out, long intervalMillis) {
+  Progress(Plan plan, int[][] groups, int[] files, String command, PrintStream out, long intervalMillis) {
     this.plan = plan;
+    this.command = command;
     this.groups = groups;
     this.out = out;
     this.intervalMillis = intervalMillis;
@@ -96,7 +98,7 @@ final class Progress extends SparkListener {
     double secs = (System.nanoTime() - startNanos) / 1e9;
     double rate = bytesDone / Math.max(secs, 1e-3);
     String left = bytesDone == 0 ? "?" : Format.duration((totalBytes - bytesDone) / Math.max(rate, 1));
-    out.printf("quantize: %d/%d tensors, %s/%s, %s/s, %s left, files %d/%d written%n", tensorsDone, totalTensors,
+    out.printf("%s: %d/%d tensors, %s/%s, %s/s, %s left, files %d/%d written%n", command, tensorsDone, totalTensors,
         Format.bytes(bytesDone), Format.bytes(totalBytes), Format.bytes((long) rate), left, filesDone, totalFiles);
     out.flush();
   }

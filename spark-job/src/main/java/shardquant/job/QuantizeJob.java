@@ -10,6 +10,7 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
@@ -23,13 +24,15 @@ import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.repack.Int4Layout;
 import shardquant.plan.InputCheckpoint;
 import shardquant.plan.Plan;
 import shardquant.plan.Planner;
 
 /**
  * The quantize job on the driver: plan from headers, ready the output directory, run the Spark stages
- * (NF4's absmax pass, then quantize and assemble), and commit. Errors in the user's input surface as
+ * (NF4's absmax pass, then quantize and assemble), and commit. The repack job is the same flow with
+ * its own plan. Errors in the user's input surface as
  * {@link UserError}, from the driver or from any executor.
  */
 public final class QuantizeJob {
@@ -45,16 +48,34 @@ public final class QuantizeJob {
       boolean verified, String master) {}
 
   public static Result run(JobOptions o, PrintStream console) throws IOException {
+    return run(o, "quantize", input -> Planner.plan(input, o.spec()), console);
+  }
+
+  /**
+   * {@code shardquant repack}: the int4 tensors of {@code o.input()} converted into {@code layout} without
+   * re-quantizing, through the same stages and commit as quantize ({@code o.spec()} gives the sizes only).
+   */
+  public static Result repack(JobOptions o, Int4Layout layout, PrintStream console) throws IOException {
+    if (Storage.path(o.input()).equals(Storage.path(o.output()))) {
+      throw new UserError(o.output() + ": is the input checkpoint; repack writes a new checkpoint, give another output directory");
+    }
+    return run(o, "repack", input -> Planner.planRepack(input, layout, o.spec().shardBytes(), o.spec().outputFileBytes()),
+        console);
+  }
+
+  /** The driver's flow, shared by quantize and repack: plan, ready the output, run the stages, commit. */
+  private static Result run(JobOptions o, String command, Function<InputCheckpoint, Plan> planner, PrintStream console)
+      throws IOException {
     long start = System.nanoTime();
     checkBackend(o.backend());
-    SparkConf conf = sparkConf(o);
+    SparkConf conf = sparkConf(o, command);
     Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
     InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
-    Plan plan = Planner.plan(input, o.spec());
+    Plan plan = planner.apply(input);
     OutputDir out = OutputDir.of(o.output(), hadoop);
     OutputDir.Kept kept = out.prepare(plan);
-    console.printf("plan: %d tensors (%d to quantize with %s) in %s, %d shards, %d output files%s%n",
-        plan.tensors().size(), plan.tensors().stream().filter(Plan.Tensor::quantized).count(), plan.config(),
+    console.printf("plan: %d tensors (%d to %s with %s) in %s, %d shards, %d output files%s%n",
+        plan.tensors().size(), plan.tensors().stream().filter(Plan.Tensor::reported).count(), command, plan.describe(),
         Format.bytes(plan.totalInputBytes()), plan.shards().size(), plan.files().size(),
         kept.sizes().isEmpty() ? "" : " (" + kept.sizes().size() + " already committed by an earlier run: kept)");
 
@@ -64,9 +85,9 @@ public final class QuantizeJob {
     if (build.length > 0) {
       int[][] groups = groupsFor(plan, build);
       try (JavaSparkContext sc = new JavaSparkContext(conf)) {
-        Progress progress = new Progress(plan, groups, build, console, 2000);
+        Progress progress = new Progress(plan, groups, build, command, console, 2000);
         sc.sc().addSparkListener(progress);
-        Map<Integer, GlobalStats> globals = plan.config().recipe() == Recipe.NF4
+        Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe() == Recipe.NF4
             ? nf4Means(sc, plan, groups, o.backend()) : Map.of();
         ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards(), o.backend());
         FileAssembler assembler = new FileAssembler(plan, out.path().toString());
@@ -99,7 +120,7 @@ public final class QuantizeJob {
     results.forEach(r -> r.tensors().forEach(t -> byName.put(t.tensor(), t)));
     List<TensorReport> reports = new ArrayList<>();
     for (Plan.Tensor t : plan.tensors()) {
-      if (t.quantized()) {
+      if (t.reported()) {
         reports.add(byName.get(t.input().name()));
       }
     }
@@ -118,13 +139,17 @@ public final class QuantizeJob {
   }
 
   static SparkConf sparkConf(JobOptions o) {
+    return sparkConf(o, "quantize");
+  }
+
+  static SparkConf sparkConf(JobOptions o, String command) {
     SparkConf conf = new SparkConf();
     if (o.master() != null) {
       conf.setMaster(o.master());
     } else if (!conf.contains("spark.master")) {
       conf.setMaster(LOCAL_MASTER);
     }
-    conf.setIfMissing("spark.app.name", "shardquant quantize");
+    conf.setIfMissing("spark.app.name", "shardquant " + command);
     conf.set("spark.serializer", "org.apache.spark.serializer.KryoSerializer");
     conf.set("spark.kryo.registrator", ShardquantKryoRegistrator.class.getName());
     conf.set("spark.kryo.registrationRequired", "true");

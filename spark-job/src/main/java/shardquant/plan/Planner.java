@@ -2,26 +2,38 @@ package shardquant.plan;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
 import shardquant.job.Storage;
+import shardquant.job.TensorReport;
 import shardquant.job.UserError;
+import shardquant.kernels.loader.Checkpoint;
+import shardquant.kernels.loader.TensorInfo;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.RecipeKernel;
 import shardquant.kernels.quant.TorchaoMetadata;
+import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.repack.TinygemmInt4Tensor;
+import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.kernels.safetensors.SafetensorsWriter;
 
 /**
  * Builds the {@link Plan} from the input's headers (DESIGN.md, "Sharding and the data path", step 1):
  * picks the tensors to quantize, refuses the ones the recipe cannot take, cuts each tensor into row
  * shards of about {@code --shard-bytes} on the recipe's row alignment, groups small shards into one
- * Spark task, and fills output files of at most {@code --output-file-bytes} with whole tensors.
+ * Spark task, and fills output files of at most {@code --output-file-bytes} with whole tensors. A repack
+ * ({@link #planRepack}) is planned the same way, with int4 tensors cut on both layouts' row alignment.
  */
 public final class Planner {
   public static final String VERSION = "0.1.0";
@@ -31,60 +43,179 @@ public final class Planner {
   public static Plan plan(InputCheckpoint input, JobSpec spec) {
     QuantConfig c = spec.config();
     RecipeKernel k = c.recipe().kernel();
-    String jobId = jobId(input, spec);
-
-    List<Plan.Tensor> tensors = new ArrayList<>();
-    List<Plan.Shard> shards = new ArrayList<>();
-    int file = 0;
-    long fileBytes = 0;
-    boolean anyQuantized = false;
+    Layout out = new Layout(spec.shardBytes(), spec.outputFileBytes());
     for (InputTensor t : input.tensors()) {
-      boolean quantize = spec.selects(t);
-      List<Plan.StoredPart> parts = new ArrayList<>();
-      long align = 1;
-      if (quantize) {
-        String why = t.rank() != 2 ? "it is " + t.rank() + "-D and the recipes quantize 2-D weights"
-            : !t.dtype().isFloating() ? "its dtype " + t.dtype().safetensorsName() + " is not a float type"
-            : k.refusal(t.rows(), t.cols(), t.dtype(), c);
-        if (why != null) {
-          throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()
-              + Arrays.toString(t.shape()) + ": recipe " + c + " cannot take it: " + why
-              + " (leave it out with --exclude, or choose another recipe or group size)");
-        }
-        for (PartSpec p : k.parts(t.rows(), t.cols(), t.dtype(), c)) {
-          parts.add(new Plan.StoredPart(storedKey(t.name(), p.name()), p.name(), p.dtype(), p.shape(), p.rowDim(), 0));
-        }
-        align = k.rowAlignment(t.cols(), c);
-        anyQuantized = true;
-      } else {
-        parts.add(new Plan.StoredPart(t.name(), null, t.dtype(), t.shape(), t.rank() == 0 ? -1 : 0, 0));
+      if (!spec.selects(t)) {
+        out.copy(t);
+        continue;
       }
-      long bytes = parts.stream().mapToLong(Plan.StoredPart::byteSize).sum();
-      if (fileBytes > 0 && fileBytes + bytes > spec.outputFileBytes()) {
+      String why = t.rank() != 2 ? "it is " + t.rank() + "-D and the recipes quantize 2-D weights"
+          : !t.dtype().isFloating() ? "its dtype " + t.dtype().safetensorsName() + " is not a float type"
+          : k.refusal(t.rows(), t.cols(), t.dtype(), c);
+      if (why != null) {
+        throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()
+            + Arrays.toString(t.shape()) + ": recipe " + c + " cannot take it: " + why
+            + " (leave it out with --exclude, or choose another recipe or group size)");
+      }
+      out.add(t, Plan.Action.QUANTIZE, TorchaoMetadata.quantized(c, t.shape(), t.dtype()), null,
+          k.parts(t.rows(), t.cols(), t.dtype(), c), k.rowAlignment(t.cols(), c), t.rowBytes());
+    }
+    if (out.tensors.stream().noneMatch(Plan.Tensor::quantized)) {
+      throw new UserError(input.root() + ": no tensor is selected for quantization"
+          + (spec.include() != null ? " by --include '" + spec.include() + "'" : " (the default takes 2-D *.weight tensors"
+              + " other than embeddings, norms and lm_head; use --include REGEX)"));
+    }
+    return out.plan(c, null, input.fingerprint(), jobId(input, spec));
+  }
+
+  /**
+   * The plan of {@code shardquant repack}: every tinygemm int4 tensor of {@code input} (a committed
+   * checkpoint written by quantize with int4-tile-packed or int4-cpu, or by an earlier repack) converted
+   * into {@code target}, every plain tensor copied. The loader reads the tensors' recipes and layouts
+   * from the metadata, {@code input} where their stored parts lie; the loader reads local paths only.
+   */
+  public static Plan planRepack(InputCheckpoint input, Int4Layout target, long shardBytes, long outputFileBytes) {
+    Path root = Storage.path(input.root());
+    if (root.toUri().getScheme() != null && !root.toUri().getScheme().equals("file")) {
+      throw new UserError(input.root() + ": repack reads local checkpoints only for now; copy it to a local directory first");
+    }
+    Map<String, InputTensor> stored = new HashMap<>();
+    input.tensors().forEach(t -> stored.put(t.name(), t));
+    Map<String, Map<String, String>> fileMetadata = new HashMap<>();
+    Layout out = new Layout(shardBytes, outputFileBytes);
+    Integer groupSize = null;
+    try (Checkpoint cp = Checkpoint.open(java.nio.file.Path.of(root.toUri()))) {
+      for (TensorInfo t : cp.tensors()) {
+        if (!t.quantized()) {
+          out.copy(stored.get(t.name()));
+          continue;
+        }
+        String where = Storage.display(t.file().toString()) + ": tensor '" + t.name() + "' ";
+        if (t.layout() == null) {
+          throw new UserError(where + "is quantized with " + t.config() + ", whose codes are not tinygemm int4; repack converts"
+              + " int4-tile-packed, int4-cpu and plain int4 checkpoints only (quantize the original with one of those recipes)");
+        }
+        int g = t.int4GroupSize();
+        if (groupSize != null && g != groupSize) {
+          throw new UserError(where + "has group size " + g + " but others have " + groupSize
+              + "; repack writes one recipe and group size per checkpoint");
+        }
+        groupSize = g;
+        long rows = t.shape()[0];
+        long cols = t.shape()[1];
+        String why = t.layout() == target ? null : target.refusal(rows, cols, g);
+        if (why != null) {
+          throw new UserError(where + Arrays.toString(t.shape()) + " cannot be stored in the " + target.cliName() + " layout: "
+              + why);
+        }
+        List<PartSpec> specs = t.layout().parts(rows, cols, g);
+        List<Plan.StoredPart> sources = new ArrayList<>();
+        long sourceBytes = 0;
+        for (int i = 0; i < specs.size(); i++) {
+          PartSpec p = specs.get(i);
+          InputTensor s = stored.get(t.parts().get(i).key());
+          sources.add(new Plan.StoredPart(s.name(), p.name(), p.dtype(), p.shape(), p.rowDim(), s.offset()));
+          sourceBytes += s.byteSize();
+        }
+        String file = stored.get(t.parts().get(0).key()).file();
+        TensorReport stats = recordedStats(fileMetadata, file, t.name());
+        InputTensor in = new InputTensor(t.name(), file, t.dtype(), t.shape(), sources.get(0).offset(), sourceBytes);
+        out.add(in, Plan.Action.REPACK, target.torchaoMetadata(t.shape(), g),
+            new Plan.Repack(t.layout(), target, g, file, List.copyOf(sources), stats), target.parts(rows, cols, g),
+            TinygemmInt4Tensor.rowAlignment(t.layout(), target), Math.max(1, sourceBytes / rows));
+      }
+    } catch (SafetensorsFormatException e) {
+      throw new UserError(e.getMessage(), e);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    if (groupSize == null) {
+      throw new UserError(input.root() + ": holds no int4 tensor to repack (repack converts the output of quantize with"
+          + " int4-tile-packed or int4-cpu, or of an earlier repack)");
+    }
+    QuantConfig c = target.recipe() == null ? null : new QuantConfig(target.recipe(), groupSize, 4);
+    MessageDigest d = InputCheckpoint.sha256();
+    InputCheckpoint.update(d, "shardquant " + VERSION + "\0repack\0" + input.fingerprint() + "\0" + target.cliName());
+    return out.plan(c, target, input.fingerprint(), HexFormat.of().formatHex(d.digest()));
+  }
+
+  /** The stats the source file recorded for {@code tensor}, with backend "repack"; null if it recorded none. */
+  private static TensorReport recordedStats(Map<String, Map<String, String>> cache, String file, String tensor)
+      throws IOException {
+    Map<String, String> meta = cache.get(file);
+    if (meta == null) {
+      Path p = new Path(file);
+      meta = Storage.readHeader(Storage.fs(p, new Configuration()), p).metadata();
+      cache.put(file, meta);
+    }
+    if (OutputFile.writtenBy(meta) == null) {
+      return null;
+    }
+    for (TensorReport r : OutputFile.statsIn(meta)) {
+      if (r.tensor().equals(tensor)) {
+        return new TensorReport(tensor, r.sqnrDb(), r.maxAbsError(), r.clippedFraction(), r.elements(), r.nonFinite(),
+            "repack", -1);
+      }
+    }
+    return null;
+  }
+
+  /**
+   * The tensors and shards of a plan as they are added, in order: each tensor cut into row shards of
+   * about {@code shardBytes} on its row alignment, and output files filled to at most
+   * {@code outputFileBytes} with whole tensors.
+   */
+  private static final class Layout {
+    final long shardBytes;
+    final long outputFileBytes;
+    final List<Plan.Tensor> tensors = new ArrayList<>();
+    final List<Plan.Shard> shards = new ArrayList<>();
+    int file;
+    long fileBytes;
+
+    Layout(long shardBytes, long outputFileBytes) {
+      this.shardBytes = shardBytes;
+      this.outputFileBytes = outputFileBytes;
+    }
+
+    void copy(InputTensor t) {
+      List<PartSpec> whole = List.of(new PartSpec(t.name(), t.dtype(), t.shape(), t.rank() == 0 ? PartSpec.REPLICATED : 0));
+      add(t, Plan.Action.COPY, TorchaoMetadata.plain(), null, whole, 1, t.rowBytes());
+    }
+
+    /** {@code parts} of the whole tensor; a copied tensor's one part is stored under its own name. */
+    void add(InputTensor t, Plan.Action action, String metadata, Plan.Repack repack, List<PartSpec> parts, long align,
+        long rowBytes) {
+      List<Plan.StoredPart> stored = new ArrayList<>();
+      for (PartSpec p : parts) {
+        String key = action == Plan.Action.COPY ? t.name() : storedKey(t.name(), p.name());
+        stored.add(new Plan.StoredPart(key, action == Plan.Action.COPY ? null : p.name(), p.dtype(), p.shape(), p.rowDim(), 0));
+      }
+      long bytes = stored.stream().mapToLong(Plan.StoredPart::byteSize).sum();
+      if (fileBytes > 0 && fileBytes + bytes > outputFileBytes) {
         file++;
         fileBytes = 0;
       }
       fileBytes += bytes;
-
       int first = shards.size();
       long rows = t.rows();
-      long perShard = rowsPerShard(t.rowBytes(), spec.shardBytes(), align);
+      long perShard = rowsPerShard(rowBytes, shardBytes, align);
       long r = 0;
       do {
         long end = Math.min(rows, r + perShard);
         shards.add(new Plan.Shard(shards.size(), tensors.size(), r, end));
         r = end;
       } while (r < rows);
-      tensors.add(new Plan.Tensor(tensors.size(), t, quantize, file, parts, first, shards.size() - first));
+      tensors.add(new Plan.Tensor(tensors.size(), t, action, metadata, repack, file, List.copyOf(stored), first,
+          shards.size() - first));
     }
-    if (!anyQuantized) {
-      throw new UserError(input.root() + ": no tensor is selected for quantization"
-          + (spec.include() != null ? " by --include '" + spec.include() + "'" : " (the default takes 2-D *.weight tensors"
-              + " other than embeddings, norms and lm_head; use --include REGEX)"));
+
+    Plan plan(QuantConfig c, Int4Layout layout, String fingerprint, String jobId) {
+      List<Plan.Tensor> placed = withOffsets(tensors);
+      List<OutputFile> files = layOutFiles(placed, file + 1, jobId);
+      return new Plan(c, layout, fingerprint, jobId, List.copyOf(placed), List.copyOf(shards), groups(shards, placed, shardBytes),
+          files);
     }
-    List<OutputFile> files = layOutFiles(tensors, file + 1, c, jobId);
-    return new Plan(c, input.fingerprint(), jobId, List.copyOf(withOffsets(tensors)), List.copyOf(shards),
-        groups(shards, tensors, spec.shardBytes()), files);
   }
 
   /** Rows in each shard of a tensor (the last may have fewer): as many as fit in {@code shardBytes}, a multiple of {@code align}, at least {@code align}. */
@@ -110,13 +241,12 @@ public final class Planner {
         at += p.byteSize();
       }
       next.put(t.file(), at);
-      out.add(new Plan.Tensor(t.index(), t.input(), t.quantized(), t.file(), List.copyOf(parts), t.firstShard(),
-          t.shardCount()));
+      out.add(t.withParts(parts));
     }
     return out;
   }
 
-  private static List<OutputFile> layOutFiles(List<Plan.Tensor> tensors, int count, QuantConfig c, String jobId) {
+  private static List<OutputFile> layOutFiles(List<Plan.Tensor> tensors, int count, String jobId) {
     List<OutputFile> files = new ArrayList<>();
     for (int f = 0; f < count; f++) {
       String name = String.format("model-%05d-of-%05d.safetensors", f + 1, count);
@@ -134,9 +264,9 @@ public final class Planner {
         for (Plan.StoredPart p : t.parts()) {
           declared.add(new SafetensorsWriter.Declared(p.key(), p.dtype(), p.shape()));
         }
-        metadata.put(in.name(), t.quantized() ? TorchaoMetadata.quantized(c, in.shape(), in.dtype()) : TorchaoMetadata.plain());
+        metadata.put(in.name(), t.metadata());
         names.add(in.name());
-        if (t.quantized()) {
+        if (t.reported()) {
           quantized.add(in.name());
         }
       }
@@ -159,7 +289,7 @@ public final class Planner {
     List<Integer> current = new ArrayList<>();
     long bytes = 0;
     for (Plan.Shard s : shards) {
-      long b = (s.rowEnd() - s.rowStart()) * tensors.get(s.tensor()).input().rowBytes();
+      long b = tensors.get(s.tensor()).inputBytes(s.rowEnd() - s.rowStart());
       if (!current.isEmpty() && bytes + b > shardBytes) {
         groups.add(current.stream().mapToInt(Integer::intValue).toArray());
         current.clear();

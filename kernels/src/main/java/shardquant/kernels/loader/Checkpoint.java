@@ -26,6 +26,8 @@ import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.safetensors.SafetensorsFile;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.kernels.safetensors.TensorEntry;
@@ -143,7 +145,7 @@ public final class Checkpoint implements AutoCloseable {
       throw new SafetensorsFormatException(index, null, "metadata names no valid recipe: " + e.getMessage());
     }
     for (TensorInfo t : tensors) {
-      if (t.quantized() && !t.config().equals(said)) {
+      if (t.config() != null && !t.config().equals(said)) {
         throw new SafetensorsFormatException(index, t.name(), "index says recipe " + said + " but the tensor's metadata in "
             + t.file().getFileName() + " says " + t.config());
       }
@@ -191,6 +193,16 @@ public final class Checkpoint implements AutoCloseable {
   /** The tensor's values in {@code out} (float32 or bfloat16...): dequantized, or a plain tensor converted. */
   public Tensor dequantize(String name, DType out) throws IOException {
     TensorInfo t = tensor(name);
+    if (t.plainInt4()) {
+      SafetensorsFile f = file(t);
+      Map<String, Tensor> parts = new LinkedHashMap<>();
+      for (TensorInfo.StoredPart p : t.parts()) {
+        Tensor v = f.read(p.key());
+        bytesMapped.addAndGet(v.byteSize());
+        parts.put(p.dataName(), v);
+      }
+      return new TinygemmInt4Tensor(Int4Layout.PLAIN, t.int4GroupSize(), t.shape(), parts).dequantize(out);
+    }
     return t.quantized() ? readQuantized(name).dequantize(out) : convert(t, readPlain(name), out);
   }
 
@@ -284,13 +296,22 @@ public final class Checkpoint implements AutoCloseable {
       throw new IllegalArgumentException(t.file() + ": tensor '" + name + "' is stored in high precision, not quantized;"
           + " read it with readPlain or dequantizeRows");
     }
+    refusePlainInt4(t);
     return t;
+  }
+
+  /** The plain int4 form is no recipe's: only {@link #dequantize} reads it here. */
+  private static void refusePlainInt4(TensorInfo t) {
+    if (t.plainInt4()) {
+      throw new IllegalArgumentException(t.file() + ": tensor '" + t.name() + "' is in shardquant's plain int4 form ("
+          + Int4Layout.PLAIN_TYPE + "), which no recipe reads; use dequantize, or repack it with --layout tile-packed or cpu");
+    }
   }
 
   private TensorInfo plainInfo(String name) {
     TensorInfo t = tensor(name);
     if (t.quantized()) {
-      throw new IllegalArgumentException(t.file() + ": tensor '" + name + "' is quantized (" + t.config()
+      throw new IllegalArgumentException(t.file() + ": tensor '" + name + "' is quantized (" + t.recipeName()
           + "); read it with readQuantized, readRows or dequantize");
     }
     return t;
@@ -379,6 +400,7 @@ public final class Checkpoint implements AutoCloseable {
       }
       requireOpen();
       TensorInfo t = next.next();
+      refusePlainInt4(t);
       try {
         if (current == null || !current.path().equals(t.file())) {
           close();

@@ -14,6 +14,7 @@ import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.TorchaoMetadata;
+import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.kernels.safetensors.TensorEntry;
 
@@ -68,11 +69,43 @@ final class RecipeInference {
       parts.add(new TensorInfo.StoredPart(dataName, key, e.dtype(), e.shape()));
     }
     long[] shape = shape(file, name, data, parts);
+    if (type.equals(Int4Layout.PLAIN_TYPE)) {
+      return plainInt4(file, name, meta, shape, parts);
+    }
     // Only the tinygemm int4 types omit the dtype, and they take bfloat16 weights only.
     DType dtype = data.has("dtype") ? torchDType(file, name, data.path("dtype").path("_data").asText()) : DType.BF16;
     QuantConfig config = config(file, name, type, data, dataNames, shape, dtype);
     checkParts(file, name, config, shape, dtype, parts);
     return new TensorInfo(name, config, shape, dtype, file, parts);
+  }
+
+  /**
+   * The plain int4 form of {@code shardquant repack}: its group size is {@code block_size}'s last entry, and
+   * the whole metadata and every part must be exactly what {@link Int4Layout#PLAIN} writes for it.
+   */
+  private static TensorInfo plainInt4(Path file, String name, JsonNode meta, long[] shape, List<TensorInfo.StoredPart> parts)
+      throws SafetensorsFormatException {
+    JsonNode block = meta.path("_data").path("block_size");
+    int groupSize = block.isArray() && block.size() == 2 ? block.get(1).asInt() : 0;
+    String why = shape.length != 2 || groupSize <= 0 ? "metadata gives no 2-D qdata and block_size [1, group]"
+        : Int4Layout.PLAIN.refusal(shape[0], shape[1], groupSize);
+    if (why == null && !parse(file, name, Int4Layout.PLAIN.torchaoMetadata(shape, groupSize)).equals(SAME_VALUE, meta)) {
+      why = "metadata is not what shardquant writes for it: " + abbreviate(meta.toString());
+    }
+    List<PartSpec> specs = why == null ? Int4Layout.PLAIN.parts(shape[0], shape[1], groupSize) : List.of();
+    for (int i = 0; i < specs.size() && why == null; i++) {
+      PartSpec want = specs.get(i);
+      TensorInfo.StoredPart got = parts.get(i);
+      if (want.dtype() != got.dtype() || !Arrays.equals(want.shape(), got.shape())) {
+        why = "part '" + got.key() + "' is stored as " + got.dtype().safetensorsName() + Arrays.toString(got.shape())
+            + " but the plain int4 form of group " + groupSize + " stores " + want.dtype().safetensorsName()
+            + Arrays.toString(want.shape());
+      }
+    }
+    if (why != null) {
+      throw new SafetensorsFormatException(file, name, Int4Layout.PLAIN_TYPE + ": " + why);
+    }
+    return new TensorInfo(name, null, shape, DType.BF16, file, parts, Int4Layout.PLAIN);
   }
 
   private static JsonNode parse(Path file, String name, String json) throws SafetensorsFormatException {

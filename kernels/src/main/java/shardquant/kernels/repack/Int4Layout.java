@@ -75,7 +75,7 @@ public enum Int4Layout {
    */
   CPU("cpu", 64, Recipe.INT4_CPU) {
     @Override
-    String refusal(long rows, long cols, int groupSize) {
+    public String refusal(long rows, long cols, int groupSize) {
       if (rows % 16 != 0) {
         return "the cpu layout needs N % 16 == 0 (PyTorch's _convert_weight_to_int4pack_for_cpu), got N = " + rows
             + "; keep this tensor tile-packed or plain";
@@ -121,7 +121,7 @@ public enum Int4Layout {
    */
   PLAIN("plain", 1, null) {
     @Override
-    List<PartSpec> parts(long rows, long cols, int groupSize) {
+    public List<PartSpec> parts(long rows, long cols, int groupSize) {
       return List.of(
           new PartSpec("qdata", DType.I8, new long[] {rows, cols}, 0),
           new PartSpec("scale", DType.BF16, new long[] {rows, cols / groupSize}, 0),
@@ -129,7 +129,7 @@ public enum Int4Layout {
     }
 
     @Override
-    String torchaoMetadata(long[] shape, int groupSize) {
+    public String torchaoMetadata(long[] shape, int groupSize) {
       ObjectNode data = TorchaoMetadata.object();
       data.set("target_dtype", TorchaoMetadata.dtype("int4"));
       data.set("block_size", TorchaoMetadata.ints(1, groupSize));
@@ -206,7 +206,7 @@ public enum Int4Layout {
   }
 
   /** Why a [rows, cols] tinygemm int4 tensor of group size {@code groupSize} cannot be stored in this layout, or null. */
-  String refusal(long rows, long cols, int groupSize) {
+  public String refusal(long rows, long cols, int groupSize) {
     if (this != TILE_PACKED && cols % groupSize != 0) {
       return "the " + cliName + " layout holds whole groups and needs K % " + groupSize + " == 0, got K = " + cols
           + " (its last group is part weight, part tile-packed padding); keep this tensor tile-packed";
@@ -214,13 +214,13 @@ public enum Int4Layout {
     return null;
   }
 
-  /** The stored parts of a [rows, cols] tensor (or row shard). */
-  List<PartSpec> parts(long rows, long cols, int groupSize) {
+  /** The stored parts of a [rows, cols] tensor (or row shard), with the dimension row shards concatenate along. */
+  public List<PartSpec> parts(long rows, long cols, int groupSize) {
     return recipe.kernel().parts(rows, cols, DType.BF16, config(groupSize));
   }
 
   /** The per-tensor metadata value of the output checkpoint. */
-  String torchaoMetadata(long[] shape, int groupSize) {
+  public String torchaoMetadata(long[] shape, int groupSize) {
     return TorchaoMetadata.quantized(config(groupSize), shape, DType.BF16);
   }
 
