@@ -22,6 +22,10 @@ public final class SimdBackend implements Backend {
 
   public SimdBackend() {
     // One line per recipe with a SIMD kernel (the kernels' own classes hold the byte layout comments).
+    kernels.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new SimdIntx());
+    kernels.put(Recipe.INTX_WEIGHT_ONLY, new SimdIntx());
+    kernels.put(Recipe.INT8_WEIGHT_ONLY, new SimdInt8());
+    kernels.put(Recipe.INT8_DYNAMIC, new SimdInt8());
   }
 
   /** Width of the preferred float vector here, in bits (the provider's "wide enough" check). */

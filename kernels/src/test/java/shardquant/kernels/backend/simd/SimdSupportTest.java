@@ -1,6 +1,7 @@
 package shardquant.kernels.backend.simd;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -58,6 +59,35 @@ class SimdSupportTest {
           assertEquals(true, Float.isNaN(got[k]));
         } else {
           assertEquals(Float.floatToRawIntBits((float) Math.rint(v[i + k])), Float.floatToRawIntBits(got[k]), "rint " + v[i + k]);
+        }
+      }
+    }
+  }
+
+  @Test
+  void roundIsDTypeRound() {
+    Random r = new Random(4);
+    float[] v = new float[1 << 18];
+    for (int i = 0; i < v.length; i++) {
+      int bits = r.nextInt();
+      v[i] = switch (i % 4) {
+        case 0 -> Float.intBitsToFloat(bits); // any float, NaN and infinities included
+        case 1 -> Float.intBitsToFloat(bits & 0x8fffffff | 0x30000000); // f16's range, subnormals to overflow
+        case 2 -> Float.intBitsToFloat((bits & 0x87ff0000) + (0x3880 << 16) | (r.nextBoolean() ? 0x1000 : 0x8000)); // ties
+        default -> (i & 4) == 0 ? 65520f - (bits & 31) : Float.intBitsToFloat(0x7f7f8000 - (bits & 0xff));
+      };
+    }
+    for (DType d : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+      for (int i = 0; i < v.length; i += 8) {
+        float[] got = SimdMath.round(FloatVector.fromArray(SimdLoad.F, v, i), d).toArray();
+        for (int k = 0; k < 8; k++) {
+          float want = d.round(v[i + k]);
+          if (Float.isNaN(want)) {
+            assertTrue(Float.isNaN(got[k]), "NaN stays NaN");
+          } else {
+            float x = v[i + k];
+            assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(got[k]), () -> d + " round " + x);
+          }
         }
       }
     }
