@@ -4,7 +4,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import shardquant.kernels.dtype.DType;
@@ -35,6 +34,9 @@ final class SimdSymmetricAffine {
   private static final VectorSpecies<Float> F = SimdLoad.F;
   private static final VectorSpecies<Byte> B = ByteVector.SPECIES_64;
   private static final int LANES = SimdLoad.LANES;
+  private static final float INT_IN_MANTISSA = 0x1.8p23f;
+  /** Elements per step: the scratch arrays stay in L1. A multiple of 8 and of no group size's concern. */
+  private static final int CHUNK = 256;
 
   private final DType input;
   private final DType scaleDtype;
@@ -69,6 +71,12 @@ final class SimdSymmetricAffine {
    * [R, K], row-major), each group's scale into {@code scales} ([R, K / group] of the scale dtype),
    * one stat block per row into {@code stats}. {@code stats} is left as it was when the input holds
    * a NaN or an infinity (an IllegalArgumentException like the reference's).
+   *
+   * <p>A row goes in chunks of at most 256 elements, whole groups or (a group longer than that being
+   * the whole row) a piece of one: decoded once into a float scratch array that stays in L1, then
+   * scales, codes and sums from it. Each step is its own loop method passing only arrays and scalars:
+   * C2 stops inlining in a method grown too large, and a vector that crosses a call it did not inline
+   * becomes a heap object, allocated per call.
    */
   void quantize(Tensor rows, Tensor codes, Tensor scales, QuantStats stats) {
     if (rows.dtype() != input) {
@@ -77,69 +85,120 @@ final class SimdSymmetricAffine {
     new BlockSize(1, group).check(rows.shape());
     int rowCount = Math.toIntExact(rows.rows());
     int cols = Math.toIntExact(rows.cols());
+    if (group > CHUNK && group != cols) {
+      throw new IllegalArgumentException("groups of " + group + " must be at most " + CHUNK + " elements or whole rows, rows have "
+          + cols);
+    }
+    boolean longGroups = group > CHUNK;
+    int span = longGroups ? CHUNK : CHUNK / group * group;
     ByteBuffer in = rows.bytes();
     ByteBuffer out = codes.bytes();
     QuantStats shard = new QuantStats();
     SimdStats sums = new SimdStats();
-    int full = group & -LANES;
-    int tail = group - full;
-    VectorMask<Float> all = F.maskAll(true);
-    VectorMask<Float> tailLanes = SimdLoad.firstLanes(tail);
+    float[] x = new float[CHUNK];
+    float[] dequantized = new float[CHUNK];
+    int groupsPerSpan = longGroups ? 1 : span / group;
+    float[] scale = new float[groupsPerSpan];
+    float[] reciprocal = new float[groupsPerSpan];
     for (int r = 0; r < rowCount; r++) {
       long clipped = 0;
-      for (int g0 = 0; g0 < cols; g0 += group) {
-        int base = r * cols + g0;
-        float s = scale(in, base, full, tail, rows);
-        scales.setFloat(base / group, s);
-        float reciprocal = scaleDtype.round(1f / s);
-        for (int j = 0; j < full; j += LANES) {
-          clipped += codes(SimdLoad.load(in, input, base + j), s, reciprocal, out, base + j, LANES, all, sums);
+      if (longGroups) {
+        scale(absmax(in, r * cols), r * cols, rows, scales, scale, reciprocal, 0);
+      }
+      for (int c0 = 0; c0 < cols; c0 += span) {
+        int at = r * cols + c0;
+        int n = Math.min(span, cols - c0);
+        decode(in, at, n, x);
+        for (int g = 0; !longGroups && g < n / group; g++) {
+          scale(absmax(x, g * group), at + g * group, rows, scales, scale, reciprocal, g);
         }
-        if (tail > 0) {
-          clipped += codes(SimdLoad.loadTail(in, input, base + full, tail), s, reciprocal, out, base + full, tail,
-              tailLanes, sums);
-        }
+        clipped += codes(x, n, longGroups ? CHUNK : group, scale, reciprocal, out, at, dequantized);
+        sums.add(x, dequantized, n);
       }
       sums.endBlock(shard, cols, clipped);
     }
     stats.merge(shard);
   }
 
-  /** The scale of the group at flat index {@code base}, from its absmax (NaN and infinity refused). */
-  private float scale(ByteBuffer in, int base, int full, int tail, Tensor rows) {
+  /**
+   * The scale of the group at flat index {@code base} from its absmax: into {@code scales} (the part)
+   * and {@code scale[k]}, with the reciprocal the codes use into {@code reciprocal[k]}.
+   */
+  private void scale(float amax, int base, Tensor rows, Tensor scales, float[] scale, float[] reciprocal, int k) {
+    if (!Float.isFinite(amax)) { // NaN wins a max, so a NaN or an infinity shows here
+      throw nonFinite(rows.bytes(), base, rows);
+    }
+    float s = input.round(amax / halfRange);
+    s = s < eps ? input.round(eps) : s;
+    scales.setFloat(base / group, s);
+    scale[k] = s;
+    reciprocal[k] = scaleDtype.round(1f / s);
+  }
+
+  /** max |x| over the (whole-row) group at flat index {@code base} of the input. */
+  private float absmax(ByteBuffer in, int base) {
+    int full = group & -LANES;
     FloatVector max = FloatVector.zero(F);
     for (int j = 0; j < full; j += LANES) {
       max = max.max(SimdLoad.load(in, input, base + j).abs());
     }
-    if (tail > 0) {
-      max = max.max(SimdLoad.loadTail(in, input, base + full, tail).abs());
+    float amax = max.reduceLanes(VectorOperators.MAX);
+    for (int j = full; j < group; j++) {
+      amax = Math.max(amax, Math.abs(SimdLoad.scalar(in, input, base + j)));
     }
-    float amax = max.reduceLanes(VectorOperators.MAX); // NaN wins a max, so a NaN or infinity shows here
-    if (!Float.isFinite(amax)) {
-      throw nonFinite(in, base, rows);
+    return amax;
+  }
+
+  /** max |x| over the group at {@code from} of a decoded chunk (groups that fit a chunk are multiples of 8). */
+  private float absmax(float[] x, int from) {
+    FloatVector max = FloatVector.zero(F);
+    for (int j = from; j < from + group; j += LANES) {
+      max = max.max(FloatVector.fromArray(F, x, j).abs());
     }
-    float s = input.round(amax / halfRange);
-    return s < eps ? input.round(eps) : s;
+    return max.reduceLanes(VectorOperators.MAX);
+  }
+
+  /** Elements [at, at + n) as floats into {@code x}, zeros after them up to a multiple of 8. */
+  private void decode(ByteBuffer in, int at, int n, float[] x) {
+    int full = n & -LANES;
+    for (int j = 0; j < full; j += LANES) {
+      SimdLoad.load(in, input, at + j).intoArray(x, j);
+    }
+    for (int j = full; j < n; j++) {
+      x[j] = SimdLoad.scalar(in, input, at + j);
+    }
+    for (int j = n; j % LANES != 0; j++) {
+      x[j] = 0;
+    }
   }
 
   /**
-   * Codes of {@code x} (its first {@code n} lanes valid) into {@code out} at {@code at}, their
-   * dequantized values into the sums; returns how many valid lanes clipped.
+   * Codes of {@code x[0, n)} into {@code out} from byte {@code at}, element j with {@code scale[j /
+   * groupLength]}, their dequantized values into {@code dequantized}; returns how many clipped (the
+   * zero padding never does).
    */
-  private int codes(FloatVector x, float s, float reciprocal, ByteBuffer out, int at, int n, VectorMask<Float> valid,
-      SimdStats sums) {
-    FloatVector code = SimdMath.rint(SimdMath.round(x.mul(reciprocal), productDtype));
-    FloatVector q = code.max(quantMin).min(quantMax);
-    ByteVector bytes = (ByteVector) q.convertShape(VectorOperators.F2B, B, 0);
-    if (n == LANES) {
-      bytes.intoByteBuffer(out, at, ByteOrder.LITTLE_ENDIAN);
-    } else {
-      for (int k = 0; k < n; k++) {
-        out.put(at + k, bytes.lane(k));
+  private int codes(float[] x, int n, int groupLength, float[] scale, float[] reciprocal, ByteBuffer out, int at,
+      float[] dequantized) {
+    int clipped = 0;
+    for (int j = 0; j < n; j += LANES) {
+      int k = j / groupLength;
+      FloatVector v = FloatVector.fromArray(F, x, j);
+      FloatVector code = SimdMath.rint(SimdMath.round(v.mul(reciprocal[k]), productDtype));
+      FloatVector q = code.max(quantMin).min(quantMax);
+      clipped += code.compare(VectorOperators.NE, q).trueCount();
+      SimdMath.round(q.mul(scale[k]), input).intoArray(dequantized, j);
+      // q + 1.5 * 2^23 holds q in the low bits of its mantissa (|q| < 2^22): the int cast is then a bit
+      // reinterpretation, as F2I is not a vector instruction on AVX2 under Java 17 (one lane at a time).
+      ByteVector bytes = (ByteVector) q.add(INT_IN_MANTISSA).reinterpretAsInts().castShape(B, 0);
+      if (j + LANES <= n) {
+        bytes.intoByteBuffer(out, at + j, ByteOrder.LITTLE_ENDIAN);
+      } else {
+        for (int b = 0; j + b < n; b++) {
+          out.put(at + j + b, bytes.lane(b));
+        }
       }
     }
-    sums.add(x, SimdMath.round(q.mul(s), input), valid);
-    return code.compare(VectorOperators.NE, q).and(valid).trueCount();
+    return clipped;
   }
 
   /** The reference's error for a non-finite input, naming the first one of the group at {@code base}. */

@@ -117,6 +117,18 @@ class SimdSupportTest {
       s.endBlock(got, length, 3);
       assertEquals(want, got, "length " + length);
       assertEquals(want.nonFinite(), got.nonFinite());
+      // the same block in runs of floats: 16, then 256 at a time, the last run with the tail
+      QuantStats runs = new QuantStats();
+      for (int i = 0; i < length; ) {
+        int n = Math.min(i == 0 ? 16 : 256, length - i);
+        float[] xs = java.util.Arrays.copyOfRange(x, i, i + 256);
+        float[] ds = java.util.Arrays.copyOfRange(d, i, i + 256);
+        s.add(xs, ds, n);
+        i += n;
+      }
+      s.endBlock(runs, length, 3);
+      assertEquals(want, runs, "runs, length " + length);
+      assertEquals(want.nonFinite(), runs.nonFinite());
     }
   }
 }
