@@ -30,7 +30,11 @@ final class SimdStats {
   private final float[] oneD = new float[LANES];
   private long nonFinite;
 
-  /** Adds 8 original values and their dequantized values; lanes outside {@code valid} add nothing. */
+  /**
+   * Adds 8 original values and their dequantized values; lanes outside {@code valid} add nothing.
+   * Hot loops should prefer runs ({@link #add(float[], float[], int)}): a vector passed to a call C2
+   * did not inline is boxed, and C2 stops inlining in large methods.
+   */
   void add(FloatVector x, FloatVector d, VectorMask<Float> valid) {
     x.blend(0f, valid.not()).intoArray(oneX, 0);
     d.blend(0f, valid.not()).intoArray(oneD, 0);

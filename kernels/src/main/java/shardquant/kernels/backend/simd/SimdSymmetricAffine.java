@@ -15,8 +15,8 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * Symmetric affine quantization of a row shard to int8-stored codes, one scale per group of
  * consecutive elements of a row (a group may be the whole row), fused: read, scale, codes, their
- * bytes and the verification sums in two passes over each group (absmax, then codes), no
- * intermediate arrays. It is torchao 0.19's choose_qparams_affine / quantize_affine /
+ * bytes and the verification sums, each input element read once (twice in a whole-row group longer
+ * than a chunk: absmax first), no full-size intermediate arrays. It is torchao 0.19's choose_qparams_affine / quantize_affine /
  * dequantize_affine with MappingType.SYMMETRIC and the INT zero point domain, as
  * {@link shardquant.kernels.quant.AffineQuantRef} computes them, for input dtype {@code d} and scale
  * dtype {@code sd} (each op in float32, its result rounded to the dtype written before it):
@@ -34,8 +34,17 @@ final class SimdSymmetricAffine {
   private static final VectorSpecies<Float> F = SimdLoad.F;
   private static final VectorSpecies<Byte> B = ByteVector.SPECIES_64;
   private static final int LANES = SimdLoad.LANES;
+  /**
+   * 1.5 * 2^23. For |v| < 2^22, v + 1.5 * 2^23 lies in [2^23, 2^24), where floats are the integers:
+   * the add rounds v to an integer, ties to even (torch.round's rint; a zero's sign is lost, which no
+   * code, dequantized value or sum can show), the sum's int bits end in that integer's two's
+   * complement, and clamping sums clamps codes. |v| is the code before the clamp, at most about
+   * (qmax - qmin) / 2 + 1: |x| <= amax and 1 / s ~ halfRange / amax (rounding of s and of its
+   * reciprocal, even into f16 subnormals, moves it by well under 1%), or 0 for an infinite scale.
+   * So the cast to int8 needs no F2I, which AVX2 lacks under Java 17 (it runs lane by lane).
+   */
   private static final float INT_IN_MANTISSA = 0x1.8p23f;
-  /** Elements per step: the scratch arrays stay in L1. A multiple of 8 and of no group size's concern. */
+  /** Elements per step, so the scratch arrays stay in L1; a multiple of every group size up to it. */
   private static final int CHUNK = 256;
 
   private final DType input;
@@ -85,9 +94,9 @@ final class SimdSymmetricAffine {
     new BlockSize(1, group).check(rows.shape());
     int rowCount = Math.toIntExact(rows.rows());
     int cols = Math.toIntExact(rows.cols());
-    if (group > CHUNK && group != cols) {
-      throw new IllegalArgumentException("groups of " + group + " must be at most " + CHUNK + " elements or whole rows, rows have "
-          + cols);
+    if ((group > CHUNK || group % LANES != 0) && group != cols) {
+      throw new IllegalArgumentException("groups of " + group + " elements must be multiples of " + LANES + " up to " + CHUNK
+          + ", or whole rows; rows have " + cols);
     }
     boolean longGroups = group > CHUNK;
     int span = longGroups ? CHUNK : CHUNK / group * group;
@@ -149,7 +158,7 @@ final class SimdSymmetricAffine {
     return amax;
   }
 
-  /** max |x| over the group at {@code from} of a decoded chunk (groups that fit a chunk are multiples of 8). */
+  /** max |x| over the group at {@code from} of a decoded chunk (a group not a multiple of 8 is a whole row: zero padded). */
   private float absmax(float[] x, int from) {
     FloatVector max = FloatVector.zero(F);
     for (int j = from; j < from + group; j += LANES) {
@@ -180,21 +189,21 @@ final class SimdSymmetricAffine {
   private int codes(float[] x, int n, int groupLength, float[] scale, float[] reciprocal, ByteBuffer out, int at,
       float[] dequantized) {
     int clipped = 0;
-    for (int j = 0; j < n; j += LANES) {
-      int k = j / groupLength;
-      FloatVector v = FloatVector.fromArray(F, x, j);
-      FloatVector code = SimdMath.rint(SimdMath.round(v.mul(reciprocal[k]), productDtype));
-      FloatVector q = code.max(quantMin).min(quantMax);
-      clipped += code.compare(VectorOperators.NE, q).trueCount();
-      SimdMath.round(q.mul(scale[k]), input).intoArray(dequantized, j);
-      // q + 1.5 * 2^23 holds q in the low bits of its mantissa (|q| < 2^22): the int cast is then a bit
-      // reinterpretation, as F2I is not a vector instruction on AVX2 under Java 17 (one lane at a time).
-      ByteVector bytes = (ByteVector) q.add(INT_IN_MANTISSA).reinterpretAsInts().castShape(B, 0);
-      if (j + LANES <= n) {
-        bytes.intoByteBuffer(out, at + j, ByteOrder.LITTLE_ENDIAN);
-      } else {
-        for (int b = 0; j + b < n; b++) {
-          out.put(at + j + b, bytes.lane(b));
+    for (int k = 0, j = 0; j < n; k++) {
+      float s = scale[k];
+      float r = reciprocal[k];
+      for (int end = Math.min(n, j + groupLength); j < end; j += LANES) {
+        FloatVector code = SimdMath.round(FloatVector.fromArray(F, x, j).mul(r), productDtype).add(INT_IN_MANTISSA);
+        FloatVector clamped = code.max(INT_IN_MANTISSA + quantMin).min(INT_IN_MANTISSA + quantMax);
+        clipped += code.compare(VectorOperators.NE, clamped).trueCount();
+        SimdMath.round(clamped.sub(INT_IN_MANTISSA).mul(s), input).intoArray(dequantized, j);
+        ByteVector bytes = (ByteVector) clamped.reinterpretAsInts().castShape(B, 0);
+        if (j + LANES <= n) {
+          bytes.intoByteBuffer(out, at + j, ByteOrder.LITTLE_ENDIAN);
+        } else {
+          for (int b = 0; j + b < n; b++) {
+            out.put(at + j + b, bytes.lane(b));
+          }
         }
       }
     }
