@@ -25,6 +25,10 @@ public final class SimdBackend implements Backend {
     kernels.put(Recipe.NF4, new SimdNf4());
     kernels.put(Recipe.INT4_TILE_PACKED, new SimdInt4(SimdInt4.Layout.TILE_PACKED));
     kernels.put(Recipe.INT4_CPU, new SimdInt4(SimdInt4.Layout.CPU));
+    kernels.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new SimdIntx());
+    kernels.put(Recipe.INTX_WEIGHT_ONLY, new SimdIntx());
+    kernels.put(Recipe.INT8_WEIGHT_ONLY, new SimdInt8());
+    kernels.put(Recipe.INT8_DYNAMIC, new SimdInt8());
   }
 
   /** Width of the preferred float vector here, in bits (the provider's "wide enough" check). */

@@ -4,6 +4,7 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import shardquant.kernels.dtype.DType;
 
 /** Lane-wise versions of the scalar operations the reference uses, with the reference's exact results. */
 final class SimdMath {
@@ -27,14 +28,41 @@ final class SimdMath {
   }
 
   /**
-   * {@link shardquant.kernels.dtype.Bf16#round} per lane (nearest bfloat16, ties to even, overflow to
-   * infinity): what a torch op on bf16 tensors stores. NaN lanes are left to the caller: a NaN stays a NaN
-   * unless the top 7 bits of its mantissa are all ones (the carry then reaches the sign), which the NaNs
-   * arithmetic makes (the CPU's default NaN, 0x7fc00000 or 0xffc00000) never are.
+   * {@link DType#round} per lane: the float32 value an op on a tensor of {@code dtype} stores (nearest
+   * even, overflow to infinity, f16 subnormals included); F32 unchanged. A NaN lane stays NaN (its bits
+   * may differ from the scalar's canonical NaN).
    */
+  static FloatVector round(FloatVector v, DType dtype) {
+    return switch (dtype) {
+      case F32 -> v;
+      case BF16 -> roundBf16(v);
+      case F16 -> roundF16(v);
+      default -> throw new IllegalArgumentException(dtype + " is not a floating dtype");
+    };
+  }
+
+  /** {@link shardquant.kernels.dtype.Bf16#fromFloat}'s integer rounding: add 0x7fff plus the kept lsb, drop 16 bits. */
   static FloatVector roundBf16(FloatVector v) {
     IntVector bits = v.reinterpretAsInts();
     IntVector lsb = bits.lanewise(VectorOperators.LSHR, 16).and(1);
-    return bits.add(lsb).add(0x7fff).and(0xffff0000).reinterpretAsFloats();
+    FloatVector r = bits.add(lsb).add(0x7fff).and(0xffff0000).reinterpretAsFloats();
+    return r.blend(v, v.test(VectorOperators.IS_NAN));
+  }
+
+  /**
+   * {@link shardquant.kernels.dtype.F16#fromFloat} then back, on the magnitude: normal halves drop 13
+   * mantissa bits the bf16 way (a carry into the exponent is right); below 2^-14 (subnormal halves)
+   * adding 0.5, whose ulp is 2^-24, rounds to a multiple of 2^-24; from 65520 on, infinity.
+   */
+  private static FloatVector roundF16(FloatVector v) {
+    FloatVector magnitude = v.abs();
+    IntVector bits = magnitude.reinterpretAsInts();
+    IntVector lsb = bits.lanewise(VectorOperators.LSHR, 13).and(1);
+    FloatVector normal = bits.add(lsb).add(0xfff).and(~0x1fff).reinterpretAsFloats();
+    FloatVector subnormal = magnitude.add(0.5f).sub(0.5f);
+    FloatVector r = normal.blend(subnormal, magnitude.compare(VectorOperators.LT, 0x1p-14f))
+        .blend(Float.POSITIVE_INFINITY, magnitude.compare(VectorOperators.GE, 65520f));
+    IntVector sign = v.reinterpretAsInts().and(0x80000000);
+    return r.reinterpretAsInts().or(sign).reinterpretAsFloats().blend(v, v.test(VectorOperators.IS_NAN));
   }
 }

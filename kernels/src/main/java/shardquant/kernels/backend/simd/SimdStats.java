@@ -68,6 +68,11 @@ final class SimdStats {
     }
   }
 
+  /** {@link #add(float[], float[], int, int)} from the arrays' start. */
+  void add(float[] x, float[] d, int n) {
+    add(x, d, 0, n);
+  }
+
   /** A run of whole 8s: each half summed as if all pairs were finite, again skipping them if one was not. */
   private void addWhole(float[] x, float[] d, int from, int length) {
     for (int half = 0; half < LANES; half += LANES / 2) {

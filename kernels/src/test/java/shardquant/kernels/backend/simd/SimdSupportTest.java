@@ -1,6 +1,7 @@
 package shardquant.kernels.backend.simd;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -97,6 +98,35 @@ class SimdSupportTest {
   }
 
   @Test
+  void roundIsDTypeRound() {
+    Random r = new Random(4);
+    float[] v = new float[1 << 18];
+    for (int i = 0; i < v.length; i++) {
+      int bits = r.nextInt();
+      v[i] = switch (i % 4) {
+        case 0 -> Float.intBitsToFloat(bits); // any float, NaN and infinities included
+        case 1 -> Float.intBitsToFloat(bits & 0x8fffffff | 0x30000000); // f16's range, subnormals to overflow
+        case 2 -> Float.intBitsToFloat((bits & 0x87ff0000) + (0x3880 << 16) | (r.nextBoolean() ? 0x1000 : 0x8000)); // ties
+        default -> (i & 4) == 0 ? 65520f - (bits & 31) : Float.intBitsToFloat(0x7f7f8000 - (bits & 0xff));
+      };
+    }
+    for (DType d : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+      for (int i = 0; i < v.length; i += 8) {
+        float[] got = SimdMath.round(FloatVector.fromArray(SimdLoad.F, v, i), d).toArray();
+        for (int k = 0; k < 8; k++) {
+          float want = d.round(v[i + k]);
+          if (Float.isNaN(want)) {
+            assertTrue(Float.isNaN(got[k]), "NaN stays NaN");
+          } else {
+            float x = v[i + k];
+            assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(got[k]), () -> d + " round " + x);
+          }
+        }
+      }
+    }
+  }
+
+  @Test
   void statsFollowTheReferenceOrder() {
     Random r = new Random(9);
     for (int length : new int[] {1, 7, 8, 9, 63, 64, 1000, 4097}) {
@@ -137,7 +167,18 @@ class SimdSupportTest {
       }
       s.endBlock(runs, length, 3);
       assertEquals(want, runs, "runs, length " + length);
-      assertEquals(want.nonFinite(), runs.nonFinite());
+      // the same block in runs of floats copied to the arrays' start: 16, then 256 at a time, the last run with the tail
+      QuantStats copied = new QuantStats();
+      for (int i = 0; i < length; ) {
+        int n = Math.min(i == 0 ? 16 : 256, length - i);
+        float[] xs = java.util.Arrays.copyOfRange(x, i, i + 256);
+        float[] ds = java.util.Arrays.copyOfRange(d, i, i + 256);
+        s.add(xs, ds, n);
+        i += n;
+      }
+      s.endBlock(copied, length, 3);
+      assertEquals(want, copied, "copied runs, length " + length);
+      assertEquals(want.nonFinite(), copied.nonFinite());
     }
   }
 }
