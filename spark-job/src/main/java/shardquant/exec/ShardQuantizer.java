@@ -77,9 +77,15 @@ public final class ShardQuantizer implements Serializable {
             Tensor rows = in.shard().data();
             List<ShardPart> parts = new ArrayList<>();
             if (t.quantized()) {
-              checkFinite(t.input(), shard, rows);
               failIfAsked(t.input(), rows);
-              QuantizedTensor q = b.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
+              QuantizedTensor q;
+              try {
+                q = b.quantize(rows, plan.config(), globals.getOrDefault(t.index(), GlobalStats.NONE), stats);
+              } catch (IllegalArgumentException e) {
+                // every backend refuses NaN and infinity; say where, in the file's terms (a rare, slow path)
+                checkFinite(t.input(), shard, rows);
+                throw e;
+              }
               for (Plan.StoredPart p : t.parts()) {
                 parts.add(new ShardPart(p.key(), p.rowDim(), q.part(p.dataName())));
               }
@@ -165,8 +171,15 @@ public final class ShardQuantizer implements Serializable {
           continue;
         }
         try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
-          checkFinite(t.input(), shard, in.shard().data());
-          out.add(new Tuple2<>(s, b.nf4BlockAbsmax(in.shard().data())));
+          float[] absmax;
+          try {
+            absmax = b.nf4BlockAbsmax(in.shard().data());
+          } catch (IllegalArgumentException e) {
+            // NF4 refuses NaN and infinity; say where, in the file's terms (a rare, slow path)
+            checkFinite(t.input(), shard, in.shard().data());
+            throw e;
+          }
+          out.add(new Tuple2<>(s, absmax));
         }
       }
     }

@@ -193,14 +193,23 @@ class BadInputTest {
     assertFalse(Files.exists(out()));
   }
 
-  /** NaN is found on an executor, reading the data: the one line still names file, tensor, row and column. */
-  @Test
-  void nanInAWeight() throws IOException {
+  /**
+   * NaN is found on an executor, by whichever backend's kernel reads the data: the one line still names
+   * file, tensor, row and column, for every recipe family.
+   */
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.CsvSource({"8da4w, 32", "int4-tile-packed, 64", "int4-cpu, 64", "int8-dynamic, 0",
+      "nf4, 64"})
+  void nanInAWeight(String recipe, int group) throws IOException {
     Map<String, Tensor> m = model(3);
+    if (recipe.equals("nf4")) { // whole 64x256-element blocks
+      m.put(UP, Tensor.fromFloats(DType.BF16, new long[] {256, 64}, values(256 * 64, 3)));
+    }
     m.get(UP).setFloat(5 * 64 + 7, Float.NaN);
     Path in = write(tmp.resolve("nan.safetensors"), m);
-    assertRefusedAfterProgress(quantize(in, "--recipe", "8da4w"), out(), "nan.safetensors", UP, "NaN", "row 5",
-        "column 7");
+    String[] args = recipe.equals("nf4") ? new String[] {"--recipe", recipe, "--exclude", ".*q_proj.*"}
+        : new String[] {"--recipe", recipe, "--group-size", Integer.toString(group)};
+    assertRefusedAfterProgress(quantize(in, args), out(), "nan.safetensors", UP, "NaN", "row 5", "column 7");
   }
 
   @Test
