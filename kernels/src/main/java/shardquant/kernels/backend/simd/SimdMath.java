@@ -24,13 +24,17 @@ final class SimdMath {
     // round the magnitude, then put the sign back (so rint(-0.3) is -0.0, as Math.rint gives)
     IntVector sign = v.reinterpretAsInts().and(0x80000000);
     FloatVector signed = r.reinterpretAsInts().or(sign).reinterpretAsFloats();
-    return signed.blend(v, big.or(isNaN(v)));
+    return signed.blend(v, big); // a NaN stays a NaN through the add, the subtract and the sign
   }
 
   /**
    * {@link DType#round} per lane: the float32 value an op on a tensor of {@code dtype} stores (nearest
-   * even, overflow to infinity, f16 subnormals included); F32 unchanged. A NaN lane stays NaN (its bits
-   * may differ from the scalar's canonical NaN).
+   * even, overflow to infinity, f16 subnormals included); F32 unchanged.
+   *
+   * <p>NaN lanes are not blended back (a blend here cost the affine kernels half their time: JDK 17 gave
+   * up inlining and ran it as Java code): a NaN stays a NaN unless the top mantissa bits of its payload
+   * are all ones, so that the rounding carry reaches the exponent. Arithmetic only makes the default NaN
+   * (0x7fc00000, sign either way), and the kernels refuse NaN input, so no such payload reaches here.
    */
   static FloatVector round(FloatVector v, DType dtype) {
     return switch (dtype) {
@@ -45,8 +49,7 @@ final class SimdMath {
   static FloatVector roundBf16(FloatVector v) {
     IntVector bits = v.reinterpretAsInts();
     IntVector lsb = bits.lanewise(VectorOperators.LSHR, 16).and(1);
-    FloatVector r = bits.add(lsb).add(0x7fff).and(0xffff0000).reinterpretAsFloats();
-    return r.blend(v, isNaN(v));
+    return bits.add(lsb).add(0x7fff).and(0xffff0000).reinterpretAsFloats();
   }
 
   /**
@@ -54,7 +57,7 @@ final class SimdMath {
    * mantissa bits the bf16 way (a carry into the exponent is right); below 2^-14 (subnormal halves)
    * adding 0.5, whose ulp is 2^-24, rounds to a multiple of 2^-24; from 65520 on, infinity.
    */
-  private static FloatVector roundF16(FloatVector v) {
+  static FloatVector roundF16(FloatVector v) {
     FloatVector magnitude = v.abs();
     IntVector bits = magnitude.reinterpretAsInts();
     IntVector lsb = bits.lanewise(VectorOperators.LSHR, 13).and(1);
@@ -63,14 +66,6 @@ final class SimdMath {
     FloatVector r = normal.blend(subnormal, magnitude.compare(VectorOperators.LT, 0x1p-14f))
         .blend(Float.POSITIVE_INFINITY, magnitude.compare(VectorOperators.GE, 65520f));
     IntVector sign = v.reinterpretAsInts().and(0x80000000);
-    return r.reinterpretAsInts().or(sign).reinterpretAsFloats().blend(v, isNaN(v));
-  }
-
-  /**
-   * NaN lanes, as {@code v != v}: a compare C2 turns into one AVX instruction, where JDK 17 runs
-   * {@code test(IS_NAN)} as Java fallback code (a quarter of the int4 kernel's time, profiled).
-   */
-  static VectorMask<Float> isNaN(FloatVector v) {
-    return v.compare(VectorOperators.NE, v);
+    return r.reinterpretAsInts().or(sign).reinterpretAsFloats();
   }
 }

@@ -193,10 +193,10 @@ final class SimdSymmetricAffine {
       float s = scale[k];
       float r = reciprocal[k];
       for (int end = Math.min(n, j + groupLength); j < end; j += LANES) {
-        FloatVector code = SimdMath.round(FloatVector.fromArray(F, x, j).mul(r), productDtype).add(INT_IN_MANTISSA);
+        FloatVector code = round(FloatVector.fromArray(F, x, j).mul(r), productDtype).add(INT_IN_MANTISSA);
         FloatVector clamped = code.max(INT_IN_MANTISSA + quantMin).min(INT_IN_MANTISSA + quantMax);
         clipped += code.compare(VectorOperators.NE, clamped).trueCount();
-        SimdMath.round(clamped.sub(INT_IN_MANTISSA).mul(s), input).intoArray(dequantized, j);
+        round(clamped.sub(INT_IN_MANTISSA).mul(s), input).intoArray(dequantized, j);
         ByteVector bytes = (ByteVector) clamped.reinterpretAsInts().castShape(B, 0);
         if (j + LANES <= n) {
           bytes.intoByteBuffer(out, at + j, ByteOrder.LITTLE_ENDIAN);
@@ -208,6 +208,18 @@ final class SimdSymmetricAffine {
       }
     }
     return clipped;
+  }
+
+  /**
+   * {@link SimdMath#round}, with the dtype tested here so that C2 inlines the one rounding it needs: a
+   * shared {@code round} compiled with every dtype's code is too big to inline into this loop, and every
+   * vector crossing that call was boxed (profiled: half the int8 kernel's time).
+   */
+  private static FloatVector round(FloatVector v, DType dtype) {
+    if (dtype == DType.BF16) {
+      return SimdMath.roundBf16(v);
+    }
+    return dtype == DType.F16 ? SimdMath.roundF16(v) : v;
   }
 
   /** The reference's error for a non-finite input, naming the first one of the group at {@code base}. */

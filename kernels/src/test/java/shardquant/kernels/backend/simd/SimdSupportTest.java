@@ -104,7 +104,8 @@ class SimdSupportTest {
     for (int i = 0; i < v.length; i++) {
       int bits = r.nextInt();
       v[i] = switch (i % 4) {
-        case 0 -> Float.intBitsToFloat(bits); // any float, NaN and infinities included
+        case 0 -> Float.isNaN(Float.intBitsToFloat(bits)) ? (bits < 0 ? -Float.NaN : Float.NaN)
+            : Float.intBitsToFloat(bits); // any float, infinities included; NaNs as arithmetic makes them
         case 1 -> Float.intBitsToFloat(bits & 0x8fffffff | 0x30000000); // f16's range, subnormals to overflow
         case 2 -> Float.intBitsToFloat((bits & 0x87ff0000) + (0x3880 << 16) | (r.nextBoolean() ? 0x1000 : 0x8000)); // ties
         default -> (i & 4) == 0 ? 65520f - (bits & 31) : Float.intBitsToFloat(0x7f7f8000 - (bits & 0xff));
