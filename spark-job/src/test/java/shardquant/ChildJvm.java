@@ -40,10 +40,16 @@ public final class ChildJvm implements AutoCloseable {
    */
   public static ChildJvm start(String name, Path logDir, String classpath, Map<String, String> env, List<String> jvmArgs,
       String mainClass, List<String> args) throws IOException {
+    return startWithFlags(jvmFlags(), name, logDir, classpath, env, jvmArgs, mainClass, args);
+  }
+
+  /** As {@link #start}, with {@code flags} in place of the project's JVM flags. */
+  public static ChildJvm startWithFlags(List<String> flags, String name, Path logDir, String classpath,
+      Map<String, String> env, List<String> jvmArgs, String mainClass, List<String> args) throws IOException {
     Files.createDirectories(logDir);
     List<String> command = new ArrayList<>();
     command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-    command.addAll(jvmFlags());
+    command.addAll(flags);
     command.addAll(jvmArgs);
     command.addAll(List.of("-cp", classpath, mainClass));
     command.addAll(args);

@@ -9,15 +9,17 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * How one quantized tensor came out: SQNR, max abs error, clipped fraction, non-finite values, the
  * backend that quantized it and the time its shards took. Stored in each output file's header (so a
- * rerun that keeps the file keeps its report), all but the time: the same job writes the same bytes
- * every run. {@code quantizeNanos} is -1 for a tensor of a kept file.
+ * rerun that keeps the file keeps its report), all but the backend and the time: the same job writes
+ * the same bytes every run, on every backend. {@code quantizeNanos} is -1 for a tensor of a kept file.
  */
 public record TensorReport(String tensor, double sqnrDb, float maxAbsError, double clippedFraction, long elements,
     long nonFinite, String backend, long quantizeNanos) implements Serializable {
 
   /** Every value is written as a JSON string of at most this many characters (so headers can be sized up front). */
   public static final int MAX_FIELD_CHARS = 24;
-  static final String[] FIELDS = {"sqnr_db", "max_abs_error", "clipped_fraction", "elements", "non_finite", "backend"};
+  static final String[] FIELDS = {"sqnr_db", "max_abs_error", "clipped_fraction", "elements", "non_finite"};
+  /** The backend of a tensor whose report was read back from a file's header (which names none). */
+  public static final String FROM_FILE = "(from the file)";
 
   public static TensorReport of(String tensor, QuantStats s, String backend, long nanos) {
     return new TensorReport(tensor, s.sqnrDb(), s.maxAbsError(), s.clippedFraction(), s.count(), s.nonFinite(), backend,
@@ -37,7 +39,7 @@ public record TensorReport(String tensor, double sqnrDb, float maxAbsError, doub
   public ObjectNode toJson() {
     ObjectNode o = JsonNodeFactory.instance.objectNode();
     String[] values = {Double.toString(sqnrDb), Float.toString(maxAbsError), Double.toString(clippedFraction),
-        Long.toString(elements), Long.toString(nonFinite), backend};
+        Long.toString(elements), Long.toString(nonFinite)};
     for (int i = 0; i < FIELDS.length; i++) {
       if (values[i].length() > MAX_FIELD_CHARS) {
         throw new IllegalStateException(FIELDS[i] + " '" + values[i] + "' is longer than " + MAX_FIELD_CHARS + " characters");
@@ -51,6 +53,6 @@ public record TensorReport(String tensor, double sqnrDb, float maxAbsError, doub
     return new TensorReport(tensor, Double.parseDouble(o.get("sqnr_db").textValue()),
         Float.parseFloat(o.get("max_abs_error").textValue()), Double.parseDouble(o.get("clipped_fraction").textValue()),
         Long.parseLong(o.get("elements").textValue()), Long.parseLong(o.get("non_finite").textValue()),
-        o.get("backend").textValue(), -1);
+        FROM_FILE, -1);
   }
 }
