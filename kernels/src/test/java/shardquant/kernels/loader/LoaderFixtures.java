@@ -10,7 +10,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
@@ -102,24 +101,8 @@ final class LoaderFixtures {
     return entries;
   }
 
-  /** Gaussian weights with edge rows (zeros, a constant, all negative, tiny, 40x larger) and rare outliers. */
+  /** The project's test weights with edge rows ({@link shardquant.kernels.quant.RecipeShardingTest#weights}). */
   static Tensor weights(int rows, int cols, DType dtype, long seed) {
-    Random r = new Random(seed);
-    float[] v = new float[rows * cols];
-    for (int i = 0; i < rows; i++) {
-      for (int j = 0; j < cols; j++) {
-        float g = (float) r.nextGaussian() * 0.02f;
-        switch (i % 7) {
-          case 1: g = 0; break;
-          case 2: g = 0.0123f; break;
-          case 3: g = -Math.abs(g) - 1e-3f; break;
-          case 4: g = g * 1e-6f; break;
-          case 5: g = g * 40; break;
-          default: break;
-        }
-        v[i * cols + j] = r.nextInt(200) == 0 ? g * 30 : g;
-      }
-    }
-    return Tensor.fromFloats(dtype, new long[] {rows, cols}, v);
+    return shardquant.kernels.quant.RecipeShardingTest.weights(rows, cols, dtype, seed);
   }
 }
