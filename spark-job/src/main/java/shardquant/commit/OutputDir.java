@@ -21,7 +21,6 @@ import shardquant.job.TensorReport;
 import shardquant.job.UserError;
 import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
-import shardquant.kernels.safetensors.SafetensorsHeader;
 import shardquant.plan.OutputFile;
 import shardquant.plan.Plan;
 import shardquant.plan.Planner;
@@ -204,16 +203,9 @@ public final class OutputDir {
     }
   }
 
-  /** Whether a committed, successful output of this plan is already there. */
-  public boolean succeeded() throws IOException {
-    return fs.exists(new Path(dir, SUCCESS));
-  }
 
   public Path path() {
     return dir;
   }
 
-  static SafetensorsHeader header(FileSystem fs, Path p) throws IOException {
-    return Storage.readHeader(fs, p);
-  }
 }

@@ -2,7 +2,6 @@ package shardquant.job;
 
 import java.io.File;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -113,9 +112,5 @@ public final class Storage {
     if (!fs.rename(from, to)) {
       throw new IOException("could not rename " + from + " to " + to);
     }
-  }
-
-  static UncheckedIOException unchecked(IOException e) {
-    return new UncheckedIOException(e);
   }
 }
