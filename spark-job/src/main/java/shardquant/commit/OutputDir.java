@@ -207,5 +207,4 @@ public final class OutputDir {
   public Path path() {
     return dir;
   }
-
 }
