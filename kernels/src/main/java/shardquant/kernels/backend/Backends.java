@@ -1,6 +1,8 @@
 package shardquant.kernels.backend;
 
 import java.lang.reflect.InvocationTargetException;
+import shardquant.kernels.backend.cuda.CudaBackend;
+import shardquant.kernels.backend.cuda.CudaProbe;
 import shardquant.kernels.backend.reference.ReferenceBackend;
 
 /**
@@ -8,6 +10,8 @@ import shardquant.kernels.backend.reference.ReferenceBackend;
  * kernels only where the {@code jdk.incubator.vector} module is present and preferred vectors are at
  * least {@value #MIN_VECTOR_BITS} bits; otherwise the reference runs and one log line says why.
  * Nothing else in the project references the incubator module, so it is optional at run time.
+ * CUDA ({@link CudaProbe}) runs only when asked for by name; {@code auto} stays on the CPU for now and
+ * logs once why.
  */
 public final class Backends {
   public static final int MIN_VECTOR_BITS = 256;
@@ -16,6 +20,7 @@ public final class Backends {
 
   private static volatile Backend cpu;
   private static volatile String simdProblem;
+  private static volatile boolean cudaLogged;
 
   private Backends() {}
 
@@ -43,14 +48,34 @@ public final class Backends {
     return simdProblem;
   }
 
-  /** A backend by the name users give: {@code auto} and {@code cpu} (SIMD where possible), {@code reference}. */
+  /**
+   * A backend by the name users give: {@code auto} and {@code cpu} (SIMD where possible), {@code reference},
+   * {@code cuda} (only where {@link CudaProbe#available()}; otherwise an IllegalArgumentException says why).
+   */
   public static Backend forName(String name) {
     return switch (name) {
-      case "auto", "cpu" -> cpu();
+      case "auto" -> auto();
+      case "cpu" -> cpu();
       case "reference" -> reference();
-      case "cuda" -> throw new IllegalArgumentException("the CUDA backend is not built yet; use --backend cpu or auto");
-      default -> throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu or reference");
+      case "cuda" -> {
+        if (!CudaProbe.available()) {
+          throw new IllegalArgumentException("CUDA is unavailable here: " + CudaProbe.problem() + "; use --backend cpu or auto");
+        }
+        yield CudaBackend.instance();
+      }
+      default -> throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
     };
+  }
+
+  /** The CPU backend; says once why CUDA is not chosen (it is never chosen automatically until its kernels are checked). */
+  private static Backend auto() {
+    if (!cudaLogged) {
+      cudaLogged = true;
+      String problem = CudaProbe.problem();
+      LOG.log(System.Logger.Level.INFO, "shardquant: backend auto runs on the CPU; CUDA is not used: " + (problem != null
+          ? problem : "the CUDA backend is experimental, ask for it with --backend cuda (" + CudaProbe.answer().device() + ")"));
+    }
+    return cpu();
   }
 
   private static Backend chooseCpu() {

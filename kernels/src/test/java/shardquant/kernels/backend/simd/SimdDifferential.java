@@ -27,10 +27,10 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * Runs a SIMD kernel and the reference on the same rows and asserts equal parts (every byte) and equal
  * verification sums, with the input on a heap and on a direct buffer; plus the inputs the SIMD tests
- * share: random shards, edge rows and the golden weights.
+ * share (the CUDA tests too): random shards, edge rows and the golden weights.
  */
-final class SimdDifferential {
-  static final SimdBackend SIMD = new SimdBackend();
+public final class SimdDifferential {
+  public static final SimdBackend SIMD = new SimdBackend();
   static final DType[] FLOATS = {DType.F32, DType.BF16, DType.F16};
 
   private SimdDifferential() {}
@@ -62,7 +62,7 @@ final class SimdDifferential {
     assertEquals(new QuantStats(), stats);
   }
 
-  static void assertBytes(Tensor want, Tensor got, String what) {
+  public static void assertBytes(Tensor want, Tensor got, String what) {
     assertEquals(want.dtype(), got.dtype(), what);
     assertEquals(Arrays.toString(want.shape()), Arrays.toString(got.shape()), what);
     ByteBuffer w = want.bytes();
@@ -78,7 +78,7 @@ final class SimdDifferential {
   }
 
   /** The same bytes on a heap or a direct buffer. */
-  static Tensor copy(Tensor t, boolean direct) {
+  public static Tensor copy(Tensor t, boolean direct) {
     ByteBuffer src = t.bytes();
     ByteBuffer dst = direct ? ByteBuffer.allocateDirect(src.remaining()) : ByteBuffer.allocate(src.remaining());
     dst.order(ByteOrder.LITTLE_ENDIAN).put(src).flip();
@@ -86,7 +86,7 @@ final class SimdDifferential {
   }
 
   /** Gaussian rows, each with its own spread over several decades. */
-  static Tensor random(DType d, int rows, int cols, Random r) {
+  public static Tensor random(DType d, int rows, int cols, Random r) {
     float[] v = new float[rows * cols];
     for (int i = 0; i < rows; i++) {
       double spread = Math.pow(10, r.nextInt(7) - 4);
@@ -105,7 +105,7 @@ final class SimdDifferential {
    * 0.5% outliers, signed zeros, rint ties for 4 and 8 bits, subnormals, values just around the eps
    * clamp, and a row that mixes all kinds every 8 elements (inside groups).
    */
-  static Tensor edgeRows(DType d, int cols, Random r) {
+  public static Tensor edgeRows(DType d, int cols, Random r) {
     float[] v = new float[EDGE_KINDS * cols];
     for (int kind = 0; kind < EDGE_KINDS; kind++) {
       for (int j = 0; j < cols; j++) {

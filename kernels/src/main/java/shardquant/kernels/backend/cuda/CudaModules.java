@@ -1,0 +1,41 @@
+package shardquant.kernels.backend.cuda;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.util.Arrays;
+
+/**
+ * The PTX the build made from {@code src/main/cuda} (see that folder's README): resource
+ * {@code NAME.compute_XY.ptx} beside this class, for each virtual architecture in {@link #ARCHS}.
+ */
+public final class CudaModules {
+  /** The PTX targets the build compiles, oldest first; the driver JIT-compiles them for newer GPUs. */
+  static final int[] ARCHS = {80, 90};
+
+  private CudaModules() {}
+
+  /** The resource name of module {@code name} for {@code arch} ({@code compute_80}). */
+  public static String resource(String name, String arch) {
+    return "/shardquant/kernels/backend/cuda/" + name + "." + arch + ".ptx";
+  }
+
+  /** The newest PTX target a GPU of compute capability {@code major.minor} can run, or -1 if none. */
+  static int archFor(int major, int minor) {
+    int cc = major * 10 + minor;
+    return Arrays.stream(ARCHS).filter(a -> a <= cc).max().orElse(-1);
+  }
+
+  /** Module {@code name}'s PTX for {@code arch} as cuModuleLoadData wants it (NUL-terminated), or null if not built. */
+  static byte[] ptx(String name, int arch) {
+    try (InputStream in = CudaModules.class.getResourceAsStream(resource(name, "compute_" + arch))) {
+      if (in == null) {
+        return null;
+      }
+      byte[] text = in.readAllBytes();
+      return Arrays.copyOf(text, text.length + 1);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+}

@@ -1,0 +1,112 @@
+package shardquant.kernels.backend.cuda;
+
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUresult;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * Whether the CUDA backend can run in this JVM, asked once and cached: JCuda's natives load (they need
+ * the NVIDIA driver's {@code libcuda.so.1}), {@code cuInit} succeeds, device 0 exists with compute
+ * capability 8.0 or newer, and this build holds PTX for it. Otherwise {@link #problem()} says why.
+ */
+public final class CudaProbe {
+  /** The probe's answer: the device when available, else why not. */
+  public record Answer(String device, int major, int minor, int arch, String problem) {
+    public boolean available() {
+      return problem == null;
+    }
+  }
+
+  static final String MODULE = "int8_rowwise";
+  private static volatile Answer answer;
+
+  private CudaProbe() {}
+
+  public static boolean available() {
+    return answer().available();
+  }
+
+  /** Why CUDA cannot run here, or null when it can. */
+  public static String problem() {
+    return answer().problem();
+  }
+
+  public static Answer answer() {
+    Answer a = answer;
+    if (a == null) {
+      synchronized (CudaProbe.class) {
+        if (answer == null) {
+          answer = probe();
+        }
+        a = answer;
+      }
+    }
+    return a;
+  }
+
+  private static Answer probe() {
+    try {
+      JCudaDriver.setExceptionsEnabled(false);
+      int rc = JCudaDriver.cuInit(0);
+      if (rc != CUresult.CUDA_SUCCESS) {
+        return unavailable("cuInit failed with " + CUresult.stringFor(rc) + ": the NVIDIA driver finds no usable GPU");
+      }
+      int[] count = {0};
+      rc = JCudaDriver.cuDeviceGetCount(count);
+      if (rc != CUresult.CUDA_SUCCESS || count[0] == 0) {
+        return unavailable("the NVIDIA driver reports no CUDA device (" + CUresult.stringFor(rc) + ")");
+      }
+      CUdevice dev = new CUdevice();
+      check(JCudaDriver.cuDeviceGet(dev, 0), "cuDeviceGet");
+      byte[] name = new byte[256];
+      check(JCudaDriver.cuDeviceGetName(name, name.length, dev), "cuDeviceGetName");
+      int[] major = {0};
+      int[] minor = {0};
+      check(JCudaDriver.cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "cuDeviceGetAttribute");
+      check(JCudaDriver.cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "cuDeviceGetAttribute");
+      String device = new String(name, 0, nulAt(name), java.nio.charset.StandardCharsets.US_ASCII)
+          + " (compute capability " + major[0] + "." + minor[0] + ")";
+      int arch = CudaModules.archFor(major[0], minor[0]);
+      if (arch < 0) {
+        return new Answer(device, major[0], minor[0], arch, device + " is too old: the CUDA kernels need compute capability 8.0 or newer");
+      }
+      if (CudaModules.ptx(MODULE, arch) == null) {
+        return new Answer(device, major[0], minor[0], arch, "this build has no PTX (" + CudaModules.resource(MODULE, "compute_" + arch)
+            + "): it was built without nvcc; rebuild with the CUDA toolkit installed");
+      }
+      return new Answer(device, major[0], minor[0], arch, null);
+    } catch (LinkageError e) {
+      // UnsatisfiedLinkError on the first touch (libcuda.so.1 missing), NoClassDefFoundError after it.
+      return unavailable("the NVIDIA driver library libcuda.so.1 could not be loaded: " + oneLine(e));
+    } catch (RuntimeException e) {
+      return unavailable("JCuda failed to start: " + e);
+    }
+  }
+
+  /** JCuda's load error spans many lines; the one naming the missing library is the reason. */
+  private static String oneLine(Throwable e) {
+    String m = String.valueOf(e.getMessage());
+    return m.lines().filter(l -> l.contains("cannot open shared object")).findFirst()
+        .map(l -> l.replaceFirst("^java\\.lang\\.UnsatisfiedLinkError: ", ""))
+        .orElse(e.getClass().getSimpleName() + ": " + m.lines().findFirst().orElse(""));
+  }
+
+  private static void check(int rc, String call) {
+    if (rc != CUresult.CUDA_SUCCESS) {
+      throw new IllegalStateException(call + " failed with " + CUresult.stringFor(rc));
+    }
+  }
+
+  private static int nulAt(byte[] s) {
+    int i = 0;
+    while (i < s.length && s[i] != 0) {
+      i++;
+    }
+    return i;
+  }
+
+  private static Answer unavailable(String why) {
+    return new Answer(null, 0, 0, -1, why);
+  }
+}
