@@ -188,11 +188,10 @@ public final class ShardQuantizer implements Serializable {
 
   private ShardBatch<TensorShard> read(OpenFiles inputs, Plan.Shard shard, BufferAllocator alloc) throws IOException {
     InputTensor in = plan.tensorOf(shard).input();
-    FSDataInputStream stream = inputs.open(in.file());
     long offset = in.offset() + shard.rowStart() * in.rowBytes();
     try {
       return ArrowShards.tensorShard(in.name(), in.shape(), shard.rowStart(), shard.rowEnd(), in.dtype(), alloc,
-          buf -> Storage.readFully(stream, offset, buf));
+          buf -> inputs.readFully(in.file(), offset, buf));
     } catch (java.io.EOFException e) {
       throw UserError.onExecutor(Storage.display(in.file()) + ": tensor '" + in.name() + "': file ends before its rows [" + shard.rowStart()
           + ", " + shard.rowEnd() + ") (truncated since the job was planned?)");
