@@ -188,7 +188,7 @@ public final class Planner {
         long rowBytes) {
       List<Plan.StoredPart> stored = new ArrayList<>();
       for (PartSpec p : parts) {
-        String key = action == Plan.Action.COPY ? t.name() : storedKey(t.name(), p.name());
+        String key = action == Plan.Action.COPY ? t.name() : TorchaoMetadata.storedKey(t.name(), p.name());
         stored.add(new Plan.StoredPart(key, action == Plan.Action.COPY ? null : p.name(), p.dtype(), p.shape(), p.rowDim(), 0));
       }
       long bytes = stored.stream().mapToLong(Plan.StoredPart::byteSize).sum();
@@ -224,11 +224,6 @@ public final class Planner {
     return Math.max(align, perShard / align * align);
   }
 
-  /** torchao's key for a data part of a tensor: {@code a.b.weight} stores {@code a.b._weight_qdata}. */
-  public static String storedKey(String tensor, String dataName) {
-    int dot = tensor.lastIndexOf('.');
-    return tensor.substring(0, dot + 1) + "_" + tensor.substring(dot + 1) + "_" + dataName;
-  }
 
   private static List<Plan.Tensor> withOffsets(List<Plan.Tensor> tensors) {
     Map<Integer, Long> next = new LinkedHashMap<>();

@@ -33,12 +33,6 @@ final class RecipeInference {
 
   private RecipeInference() {}
 
-  /** {@code a.b.weight} is stored as {@code a.b._weight_<dataName>} (torchao's flatten_tensor_state_dict). */
-  static String storedKey(String tensor, String dataName) {
-    int dot = tensor.lastIndexOf('.');
-    return tensor.substring(0, dot + 1) + "_" + tensor.substring(dot + 1) + "_" + dataName;
-  }
-
   /**
    * The tensor {@code name} of {@code file}, from its metadata value ({@code metadataJson}, null when
    * the file has none for it, as in a plain safetensors file) and the file's stored tensors.
@@ -60,7 +54,7 @@ final class RecipeInference {
     meta.path("_tensor_data_names").forEach(n -> dataNames.add(n.asText()));
     List<TensorInfo.StoredPart> parts = new ArrayList<>();
     for (String dataName : dataNames) {
-      String key = storedKey(name, dataName);
+      String key = TorchaoMetadata.storedKey(name, dataName);
       TensorEntry e = entries.get(key);
       if (e == null) {
         throw new SafetensorsFormatException(file, name, "its metadata names part '" + dataName + "' but the file does not"

@@ -5,6 +5,7 @@ import java.util.List;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.RecipeKernel;
+import shardquant.kernels.quant.TorchaoMetadata;
 
 /**
  * What reading rows [from, to) of a quantized tensor maps: the covering range [alignedFrom, alignedTo)
@@ -80,7 +81,7 @@ public record RowRange(String tensor, long from, long to, long alignedFrom, long
           add(runs, new ByteRun((o * w[d] + start) * inner, s[d] * inner));
         }
       }
-      parts.add(new PartRuns(spec, RecipeInference.storedKey(t.name(), spec.name()), runs));
+      parts.add(new PartRuns(spec, TorchaoMetadata.storedKey(t.name(), spec.name()), runs));
     }
     return new RowRange(t.name(), from, to, a, b, parts);
   }

@@ -42,6 +42,15 @@ public final class TorchaoMetadata {
     return JSON.objectNode();
   }
 
+  /**
+   * torchao's key for one stored part of a tensor ({@code flatten_tensor_state_dict}): {@code a.b.weight}
+   * stores its {@code qdata} as {@code a.b._weight_qdata}.
+   */
+  public static String storedKey(String tensor, String dataName) {
+    int dot = tensor.lastIndexOf('.');
+    return tensor.substring(0, dot + 1) + "_" + tensor.substring(dot + 1) + "_" + dataName;
+  }
+
   /** The metadata value for a tensor kept in high precision. */
   public static String plain() {
     return "{\"_type\": \"Tensor\"}";

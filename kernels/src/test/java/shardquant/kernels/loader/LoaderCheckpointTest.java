@@ -186,7 +186,7 @@ class LoaderCheckpointTest {
 
   private static void write(Path f, QuantizedTensor q, String metadata) throws IOException {
     Map<String, Tensor> stored = new LinkedHashMap<>();
-    q.parts().forEach((name, t) -> stored.put(RecipeInference.storedKey(UP, name), t));
+    q.parts().forEach((name, t) -> stored.put(shardquant.kernels.quant.TorchaoMetadata.storedKey(UP, name), t));
     SafetensorsWriter.write(f, stored, Map.of(UP, metadata, "tensor_names", "[\"" + UP + "\"]"));
   }
 

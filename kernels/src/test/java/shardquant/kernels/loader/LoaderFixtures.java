@@ -61,7 +61,7 @@ final class LoaderFixtures {
       ArrayNode names = JSON.createArrayNode();
       for (Entry e : entries.subList(f * perFile, Math.min(entries.size(), (f + 1) * perFile))) {
         if (e.quantize()) {
-          quantize(e.values(), c).parts().forEach((part, t) -> stored.put(RecipeInference.storedKey(e.name(), part), t));
+          quantize(e.values(), c).parts().forEach((part, t) -> stored.put(shardquant.kernels.quant.TorchaoMetadata.storedKey(e.name(), part), t));
           metadata.put(e.name(), TorchaoMetadata.quantized(c, e.values().shape(), e.values().dtype()));
         } else {
           stored.put(e.name(), e.values());

@@ -60,7 +60,7 @@ class LoaderPlainInt4Test {
 
   private Path write(Map<String, Tensor> parts, String metadata) throws IOException {
     Map<String, Tensor> stored = new LinkedHashMap<>();
-    parts.forEach((part, t) -> stored.put(RecipeInference.storedKey(NAME, part), t));
+    parts.forEach((part, t) -> stored.put(shardquant.kernels.quant.TorchaoMetadata.storedKey(NAME, part), t));
     Map<String, String> meta = new LinkedHashMap<>();
     meta.put(NAME, metadata);
     meta.put("tensor_names", "[\"" + NAME + "\"]");
