@@ -53,7 +53,7 @@ final class Int8Recipe implements RecipeKernel {
     QParams qp = AffineQuantRef.chooseQParams(rows, spec);
     long[] clipped = new long[Math.toIntExact(rows.rows())];
     Tensor q = AffineQuantRef.quantize(rows, spec, qp, clipped);
-    Verify.addRows(stats, rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
+    stats.addRows(rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
     long[] perRow = {rows.rows(), 1};
     Map<String, Tensor> parts = new LinkedHashMap<>();
     parts.put("zero_point", qp.zeroPoint().reshape(perRow));

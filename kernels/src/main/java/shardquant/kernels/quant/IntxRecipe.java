@@ -63,7 +63,7 @@ final class IntxRecipe implements RecipeKernel {
     QParams qp = AffineQuantRef.chooseQParams(rows, spec);
     long[] clipped = new long[Math.toIntExact(rows.rows())];
     Tensor q = AffineQuantRef.quantize(rows, spec, qp, clipped);
-    Verify.addRows(stats, rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
+    stats.addRows(rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
     long[] groups = {rows.rows(), rows.cols() / c.groupSize()};
     Map<String, Tensor> parts = new LinkedHashMap<>();
     parts.put("qdata", q);

@@ -56,7 +56,7 @@ final class Nf4Recipe implements RecipeKernel {
     }
     Nf4Tensor q = Nf4Ref.quantize(rows, global.scalerMean());
     QuantizedTensor result = new QuantizedTensor(c, rows.shape(), rows.dtype(), parts(q), Device.HOST);
-    Verify.addRows(stats, rows, Nf4Ref.dequantize(q), new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
+    stats.addRows(rows, Nf4Ref.dequantize(q), new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
     return result;
   }
 

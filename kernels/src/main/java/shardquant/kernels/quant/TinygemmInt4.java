@@ -26,7 +26,7 @@ final class TinygemmInt4 {
     QParams qp = AffineQuantRef.chooseQParams(padded, spec);
     long[] clipped = new long[Math.toIntExact(padded.rows())];
     Tensor q = AffineQuantRef.quantize(padded, spec, qp, clipped);
-    Verify.addRows(stats, padded, AffineQuantRef.dequantize(q, spec, qp, padded.dtype()), clipped, rows, cols);
+    stats.addRows(padded, AffineQuantRef.dequantize(q, spec, qp, padded.dtype()), clipped, rows, cols);
     long[] groups = {padded.rows(), padded.cols() / c.groupSize()};
     return new Codes(q.toInts(), qp.scale().reshape(groups), qp.zeroPoint().reshape(groups));
   }

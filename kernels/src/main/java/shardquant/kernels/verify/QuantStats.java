@@ -3,6 +3,7 @@ package shardquant.kernels.verify;
 import java.io.Serializable;
 import java.math.BigDecimal;
 import java.math.MathContext;
+import shardquant.kernels.tensor.Tensor;
 
 /**
  * How far a quantized tensor is from its original: SQNR, max abs error and the fraction of elements
@@ -62,6 +63,23 @@ public final class QuantStats implements Serializable {
   /** Counts non-finite elements a kernel found and left out of its sums. */
   public void addNonFinite(long n) {
     nonFinite += n;
+  }
+
+  /**
+   * Adds rows [0, rows) and columns [0, cols) of {@code original} against {@code dequantized} (both 2-D,
+   * same width), one stat block per row with its clipped count.
+   */
+  public void addRows(Tensor original, Tensor dequantized, long[] clippedPerRow, long rows, long cols) {
+    int width = Math.toIntExact(original.cols());
+    float[] x = new float[width];
+    float[] d = new float[width];
+    for (int r = 0; r < rows; r++) {
+      for (int j = 0; j < cols; j++) {
+        x[j] = original.getFloat((long) r * width + j);
+        d[j] = dequantized.getFloat((long) r * width + j);
+      }
+      addBlock(x, d, 0, Math.toIntExact(cols), clippedPerRow[r]);
+    }
   }
 
   /** Adds a block whose sums were computed elsewhere (a SIMD or GPU kernel) in the same fixed order. */
