@@ -165,7 +165,7 @@ final class Verify {
       }
       global = new GlobalStats(QuantizeJob.nf4Mean(t.input(), blocks));
     }
-    FSDataInputStream output = streams.open(file.toString());
+    String output = file.toString();
     QuantStats fromFiles = new QuantStats();
     for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
       Plan.Shard shard = plan.shards().get(s);
@@ -180,7 +180,7 @@ final class Verify {
       Map<String, Tensor> stored = new java.util.LinkedHashMap<>();
       for (int i = 0; i < want.size(); i++) {
         Plan.StoredPart part = t.parts().get(i);
-        Tensor got = readPiece(plan, t, shard, i, want.get(i).shape(), h, output);
+        Tensor got = readPiece(plan, t, shard, i, want.get(i).shape(), h, streams, output);
         int m = want.get(i).bytes().mismatch(got.bytes());
         if (m >= 0) {
           return "tensor '" + t.input().name() + "': stored '" + part.key() + "' differs from re-quantizing the input"
@@ -190,7 +190,7 @@ final class Verify {
       }
       if (t.quantized()) {
         Tensor dq = new QuantizedTensor(plan.config(), rows.shape(), rows.dtype(), stored, Device.HOST).dequantize(rows.dtype());
-        addRows(fromFiles, rows, dq);
+        fromFiles.addRows(rows, dq, new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
       }
     }
     if (t.quantized()) {
@@ -204,36 +204,22 @@ final class Verify {
 
   /** A shard's piece of part {@code i}, gathered from the output file where {@link Placement} put it. */
   private static Tensor readPiece(Plan plan, Plan.Tensor t, Plan.Shard shard, int i, long[] pieceShape,
-      SafetensorsHeader h, FSDataInputStream output) throws IOException {
+      SafetensorsHeader h, OpenFiles streams, String output) throws IOException {
     Plan.StoredPart part = t.parts().get(i);
     // The plan laid the parts out in a file of its own; the output file has them where its header says.
     long partStart = h.dataStart() + h.entries().get(part.key()).begin();
     ByteBuffer piece = ByteBuffer.allocate(Math.toIntExact(Tensor.numel(pieceShape) * part.dtype().byteSize()))
         .order(java.nio.ByteOrder.LITTLE_ENDIAN);
     if (part.rowDim() == PartSpec.REPLICATED) {
-      Storage.readFully(output, partStart, piece.duplicate());
+      streams.readFully(output, partStart, piece.duplicate());
     } else {
       Placement.runs(plan, t, shard, i, pieceShape, partStart - part.offset(), (from, to, length) -> {
         ByteBuffer run = piece.duplicate();
         run.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
-        Storage.readFully(output, to, run);
+        streams.readFully(output, to, run);
       });
     }
     return Tensor.of(part.dtype(), pieceShape, piece);
-  }
-
-  /** The stats of the stored tensor against the input, one block per row as the job computes them. */
-  private static void addRows(QuantStats stats, Tensor original, Tensor dequantized) {
-    int cols = Math.toIntExact(original.cols());
-    float[] x = new float[cols];
-    float[] d = new float[cols];
-    for (long r = 0; r < original.rows(); r++) {
-      for (int j = 0; j < cols; j++) {
-        x[j] = original.getFloat(r * cols + j);
-        d[j] = dequantized.getFloat(r * cols + j);
-      }
-      stats.addBlock(x, d, 0, cols, 0);
-    }
   }
 
   /** The report recorded at write time must be what the files give (all but the clipped fraction, which needs the codes' history). */
@@ -282,7 +268,7 @@ final class Verify {
   private static Tensor readRows(InputTensor in, Plan.Shard shard, OpenFiles streams) throws IOException {
     long rows = shard.rowEnd() - shard.rowStart();
     ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(rows * in.rowBytes()));
-    Storage.readFully(streams.open(in.file()), in.offset() + shard.rowStart() * in.rowBytes(), b);
+    streams.readFully(in.file(), in.offset() + shard.rowStart() * in.rowBytes(), b);
     b.flip();
     long[] shape = in.shape();
     if (shape.length > 0) {

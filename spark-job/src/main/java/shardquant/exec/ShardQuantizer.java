@@ -10,7 +10,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import scala.Tuple2;
@@ -125,7 +124,6 @@ public final class ShardQuantizer implements Serializable {
     long cols = t.input().cols();
     List<PartSpec> pieces = r.from().parts(rows, cols, r.groupSize());
     List<PartSpec> before = shard.rowStart() == 0 ? null : r.from().parts(shard.rowStart(), cols, r.groupSize());
-    FSDataInputStream stream = inputs.open(r.file());
     Map<String, Tensor> parts = new LinkedHashMap<>();
     for (int i = 0; i < pieces.size(); i++) {
       PartSpec piece = pieces.get(i);
@@ -137,7 +135,7 @@ public final class ShardQuantizer implements Serializable {
         Placement.runs(source, along, piece.shape(), source.offset(), (from, at, length) -> {
           ByteBuffer run = bytes.duplicate();
           run.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
-          Storage.readFully(stream, at, run);
+          inputs.readFully(r.file(), at, run);
         });
       } catch (java.io.EOFException e) {
         throw UserError.onExecutor(Storage.display(r.file()) + ": tensor '" + t.input().name() + "': file ends inside '"
