@@ -4,6 +4,8 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
 
 /**
  * The PTX the build made from {@code src/main/cuda} (see that folder's README): resource
@@ -12,6 +14,19 @@ import java.util.Arrays;
 public final class CudaModules {
   /** The PTX targets the build compiles, oldest first; the driver JIT-compiles them for newer GPUs. */
   static final int[] ARCHS = {80, 90};
+
+  /**
+   * Every module (src/main/cuda/NAME.cu) and the kernels it defines, which {@link JCudaDevice} loads;
+   * CudaPtxTest checks this list against the sources.
+   */
+  static final Map<String, List<String>> MODULES_AND_KERNELS = Map.of(
+      "int8_rowwise", List.of("int8_rowwise"));
+
+  static final List<String> MODULES = MODULES_AND_KERNELS.keySet().stream().sorted().toList();
+
+  static List<String> kernels(String module) {
+    return MODULES_AND_KERNELS.get(module);
+  }
 
   private CudaModules() {}
 

@@ -1,79 +1,94 @@
 package shardquant.kernels.backend.cuda;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
-import java.util.ArrayList;
-import java.util.List;
+import java.io.IOException;
 import java.util.Random;
-import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
-import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
-import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.backend.cuda.CudaDifferential.Target;
 import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
-import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.tensor.Tensor;
-import shardquant.kernels.verify.QuantStats;
 
 /**
- * The int8 kernel (src/main/cuda/int8_rowwise.cu, bf16 rows) against the reference, byte for byte, on
- * random shapes around the kernel's 32-lane warps and 256-thread blocks and on edge rows. The same cases
- * run against the CPU SIMD backend, so they are checked here; the CUDA run is skipped, with the probe's
- * reason, where CUDA is unavailable.
+ * {@code int8_rowwise} (src/main/cuda/int8_rowwise.cu) through {@link CudaInt8} against the reference,
+ * byte for byte with equal verification sums: shapes around its 32-lane warps and 8-row blocks, every
+ * input dtype, edge rows, the golden weights, chunked uploads, and NaN refused with the reference's words.
+ * Each runs on the emulator and on the GPU (skipped with the probe's reason where there is none).
  */
 class CudaInt8Test {
-  record Case(String what, Tensor rows) {
-    @Override
-    public String toString() {
-      return what + " " + rows;
-    }
+  private static final QuantConfig[] CONFIGS = {QuantConfig.of(Recipe.INT8_WEIGHT_ONLY), QuantConfig.of(Recipe.INT8_DYNAMIC)};
+
+  static java.util.List<Target> targets() {
+    return CudaDifferential.targets();
   }
 
-  static Stream<Object[]> cases() {
+  @ParameterizedTest
+  @MethodSource("targets")
+  void randomShapesEveryDtype(Target t) {
+    CudaBackend cuda = t.backend();
     Random r = new Random(80);
-    List<Case> cases = new ArrayList<>();
-    for (int cols : new int[] {1, 2, 31, 32, 33, 255, 256, 257, 1000, 4098, 16387}) {
-      cases.add(new Case("random", SimdDifferential.random(DType.BF16, 1 + r.nextInt(5), cols, r)));
-      cases.add(new Case("edge rows", SimdDifferential.edgeRows(DType.BF16, cols, r)));
+    int[][] shapes = {{1, 1}, {1, 31}, {3, 32}, {9, 33}, {8, 255}, {17, 257}, {2, 1000}, {1, 4098}};
+    for (DType d : SimdDifferential.FLOATS) {
+      for (int[] s : shapes) {
+        for (QuantConfig c : CONFIGS) {
+          CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(d, s[0], s[1], r), c, d.torchName());
+        }
+      }
     }
-    cases.add(new Case("many rows", SimdDifferential.random(DType.BF16, 300, 96, r)));
-    cases.add(new Case("row slice", SimdDifferential.random(DType.BF16, 9, 100, r).rowSlice(2, 5)));
-    cases.add(new Case("direct buffer", SimdDifferential.copy(SimdDifferential.random(DType.BF16, 4, 777, r), true)));
-    List<Object[]> out = new ArrayList<>();
-    for (Recipe recipe : new Recipe[] {Recipe.INT8_WEIGHT_ONLY, Recipe.INT8_DYNAMIC}) {
-      cases.forEach(c -> out.add(new Object[] {QuantConfig.of(recipe), c}));
+  }
+
+  @ParameterizedTest
+  @MethodSource("targets")
+  void edgeRows(Target t) {
+    CudaBackend cuda = t.backend();
+    Random r = new Random(81);
+    for (DType d : SimdDifferential.FLOATS) {
+      for (int cols : new int[] {7, 64, 300}) {
+        CudaDifferential.assertSameAsReference(cuda, SimdDifferential.edgeRows(d, cols, r), CONFIGS[0], "edge rows");
+      }
     }
-    return out.stream();
   }
 
-  @ParameterizedTest(name = "{0} {1}")
-  @MethodSource("cases")
-  void cuda(QuantConfig c, Case k) {
-    assumeTrue(CudaProbe.available(), () -> "CUDA unavailable: " + CudaProbe.problem());
-    assertSameAsReference(Backends.forName("cuda"), "cuda", c, k);
+  @ParameterizedTest
+  @MethodSource("targets")
+  void directBufferAndRowSlice(Target t) {
+    CudaBackend cuda = t.backend();
+    Random r = new Random(82);
+    CudaDifferential.assertSameAsReference(cuda, SimdDifferential.copy(SimdDifferential.random(DType.BF16, 4, 777, r), true),
+        CONFIGS[0], "direct");
+    CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(DType.BF16, 9, 100, r).rowSlice(2, 5), CONFIGS[1], "slice");
   }
 
-  @ParameterizedTest(name = "{0} {1}")
-  @MethodSource("cases")
-  void cpuSimd(QuantConfig c, Case k) {
-    assertSameAsReference(SimdDifferential.SIMD, "cpu-simd", c, k);
+  @org.junit.jupiter.api.Test
+  void manySmallChunksGiveTheSameBytes() {
+    Random r = new Random(84);
+    for (DType d : SimdDifferential.FLOATS) {
+      // 4 KiB chunks: 1 to 4 rows each, so staging buffers are reused many times
+      CudaDifferential.assertSameAsReference(CudaDifferential.emulatedSmallChunks(), SimdDifferential.random(d, 37, 1000, r),
+          CONFIGS[0], "4 KiB chunks");
+    }
   }
 
-  private static void assertSameAsReference(Backend b, String name, QuantConfig c, Case k) {
-    assertEquals(name, b.nameFor(c.recipe()), c + " runs on " + name);
-    QuantStats want = new QuantStats();
-    QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(k.rows(), c, GlobalStats.NONE, want);
-    QuantStats got = new QuantStats();
-    QuantizedTensor q = b.quantize(k.rows(), c, GlobalStats.NONE, got);
-    String where = name + " " + c + " " + k;
-    assertEquals(ref.parts().keySet(), q.parts().keySet(), where);
-    ref.parts().forEach((part, t) -> SimdDifferential.assertBytes(t, q.part(part), where + " part " + part));
-    assertEquals(want, got, where + " stats");
+  @ParameterizedTest
+  @MethodSource("targets")
+  void goldenWeights(Target t) throws IOException {
+    CudaBackend cuda = t.backend();
+    for (SimdDifferential.Golden g : SimdDifferential.goldenWeights()) {
+      CudaDifferential.assertSameAsReference(cuda, t.sample(g.w()), CONFIGS[0], g.name());
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("targets")
+  void nonFiniteInputIsRefusedAsTheReferenceDoes(Target t) {
+    CudaBackend cuda = t.backend();
+    Random r = new Random(83);
+    for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY}) {
+      Tensor rows = SimdDifferential.random(DType.BF16, 5, 70, r);
+      rows.setFloat(3 * 70 + 69, bad);
+      CudaDifferential.assertSameRefusal(cuda, rows, CONFIGS[0]);
+    }
   }
 }

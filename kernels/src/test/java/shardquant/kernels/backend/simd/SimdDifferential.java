@@ -31,7 +31,7 @@ import shardquant.kernels.verify.QuantStats;
  */
 public final class SimdDifferential {
   public static final SimdBackend SIMD = new SimdBackend();
-  static final DType[] FLOATS = {DType.F32, DType.BF16, DType.F16};
+  public static final DType[] FLOATS = {DType.F32, DType.BF16, DType.F16};
 
   private SimdDifferential() {}
 
@@ -98,7 +98,7 @@ public final class SimdDifferential {
   }
 
   /** Number of rows {@link #edgeRows} makes. */
-  static final int EDGE_KINDS = 15;
+  public static final int EDGE_KINDS = 15;
 
   /**
    * One row of each edge kind: zeros, a constant, negatives, +-tiny, +-huge, +-max-finite, 40x larger,
@@ -143,7 +143,7 @@ public final class SimdDifferential {
   }
 
   /** Every 2-D floating weight of the golden files: the cases' {@code w} and the formats model. */
-  static List<Golden> goldenWeights() throws IOException {
+  public static List<Golden> goldenWeights() throws IOException {
     List<Golden> out = new ArrayList<>();
     List<Path> files = new ArrayList<>();
     try (DirectoryStream<Path> dir = Files.newDirectoryStream(GoldenFiles.dir("torchao-0.19"), "*.safetensors")) {
@@ -164,5 +164,5 @@ public final class SimdDifferential {
     return out;
   }
 
-  record Golden(String name, Tensor w) {}
+  public record Golden(String name, Tensor w) {}
 }

@@ -1,0 +1,197 @@
+// Helpers every shardquant kernel shares, written so the same source compiles for the GPU (nvcc -ptx)
+// and for the host emulator that runs the kernels in CI (kernels/src/test/cuda-emu, plain g++): dtype
+// conversions as bit operations (no cuda_bf16.h / cuda_fp16.h, whose device and host paths differ),
+// explicit round-to-nearest float ops, and the fixed-order verification sums of QuantStats.
+//
+// Numerics rules for every kernel here:
+//  - Each float op is one IEEE float32 op rounded to nearest even, as PyTorch eager computes it. The
+//    build passes --fmad=false to nvcc (and the emulator -ffp-contract=off to g++), so a*b+c is never
+//    fused; the __f*_rn spellings below make the intent visible where it matters most.
+//  - bf16/f16 rounding is done with integer bit operations, identical on both sides.
+#pragma once
+
+#ifdef __CUDACC__
+#define SQ_DEVICE __device__ __forceinline__
+#define SQ_EMU_REGISTER(kernel)
+#else
+#include "sq_emu.h"
+#endif
+
+typedef unsigned short sq_bf16;  // raw bits, as safetensors stores them (little endian)
+typedef unsigned short sq_f16;
+
+// Input dtypes, as the host passes them (CudaKernels.DTYPE_*).
+#define SQ_DTYPE_BF16 0
+#define SQ_DTYPE_F16 1
+#define SQ_DTYPE_F32 2
+
+SQ_DEVICE float sq_bits_float(unsigned int u) { return __uint_as_float(u); }
+SQ_DEVICE unsigned int sq_float_bits(float f) { return __float_as_uint(f); }
+
+SQ_DEVICE float sq_bf16_to_float(sq_bf16 b) { return sq_bits_float(((unsigned int)b) << 16); }
+
+// c10::BFloat16's round_to_nearest_even; NaN becomes PyTorch's canonical 0x7FC0.
+SQ_DEVICE sq_bf16 sq_float_to_bf16(float f) {
+  if (f != f) {
+    return (sq_bf16)0x7FC0;
+  }
+  unsigned int bits = sq_float_bits(f);
+  unsigned int lsb = (bits >> 16) & 1u;
+  return (sq_bf16)((bits + 0x7FFFu + lsb) >> 16);
+}
+
+SQ_DEVICE float sq_round_bf16(float f) { return sq_bf16_to_float(sq_float_to_bf16(f)); }
+
+SQ_DEVICE float sq_f16_to_float(sq_f16 h) {
+  unsigned int sign = ((unsigned int)h & 0x8000u) << 16;
+  unsigned int exp = ((unsigned int)h >> 10) & 0x1Fu;
+  unsigned int mant = (unsigned int)h & 0x3FFu;
+  if (exp == 0x1Fu) {
+    return sq_bits_float(sign | 0x7F800000u | (mant << 13));
+  }
+  if (exp == 0) {
+    float magnitude = __fmul_rn((float)mant, 5.9604644775390625e-8f);  // mant * 2^-24, exact
+    return sign ? -magnitude : magnitude;
+  }
+  return sq_bits_float(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+// IEEE binary16 round to nearest even with subnormals and overflow to infinity (kernels' F16.fromFloat).
+SQ_DEVICE sq_f16 sq_float_to_f16(float f) {
+  unsigned int bits = sq_float_bits(f);
+  unsigned int sign = (bits >> 16) & 0x8000u;
+  if (f != f) {
+    return (sq_f16)(sign | 0x7E00u);
+  }
+  float a = fabsf(f);
+  if (a >= 65520.0f) {
+    return (sq_f16)(sign | 0x7C00u);
+  }
+  if (a < 6.103515625e-5f) {  // 2^-14: subnormal range, ulp 2^-24
+    unsigned int mant = (unsigned int)rintf(__fmul_rn(a, 16777216.0f));
+    return (sq_f16)(sign | mant);
+  }
+  unsigned int absBits = bits & 0x7FFFFFFFu;
+  unsigned int lsb = (absBits >> 13) & 1u;
+  unsigned int rounded = absBits + 0xFFFu + lsb;
+  unsigned int exp = (rounded >> 23) - 112u;
+  unsigned int mant = (rounded >> 13) & 0x3FFu;
+  return (sq_f16)(sign | (exp << 10) | mant);
+}
+
+SQ_DEVICE float sq_round_f16(float f) { return sq_f16_to_float(sq_float_to_f16(f)); }
+
+// Element i of an input row of dtype SQ_DTYPE_*, as float32 (exact for every input dtype).
+SQ_DEVICE float sq_load(const void* base, long long i, int dtype) {
+  if (dtype == SQ_DTYPE_BF16) {
+    return sq_bf16_to_float(((const sq_bf16*)base)[i]);
+  }
+  if (dtype == SQ_DTYPE_F16) {
+    return sq_f16_to_float(((const sq_f16*)base)[i]);
+  }
+  return ((const float*)base)[i];
+}
+
+// A float32 result rounded to the input dtype and back (PyTorch storing a result in a bf16/f16 tensor).
+SQ_DEVICE float sq_round_to(float f, int dtype) {
+  if (dtype == SQ_DTYPE_BF16) {
+    return sq_round_bf16(f);
+  }
+  if (dtype == SQ_DTYPE_F16) {
+    return sq_round_f16(f);
+  }
+  return f;
+}
+
+SQ_DEVICE bool sq_finite(float f) { return fabsf(f) <= 3.402823466e38f; }
+
+// One lane of QuantStats' fixed summation order (verify/QuantStats.java): element j of a stat block
+// (a row) goes to lane j % 8, and each lane adds (double)x*x and e*e, e = (double)x - d, in element
+// order, with no fused multiply-add; non-finite pairs add nothing and are counted apart.
+struct SqLane {
+  double signal;
+  double error;
+  float maxErr;
+  int nonFinite;
+};
+
+SQ_DEVICE void sq_lane_init(SqLane* l) {
+  l->signal = 0.0;
+  l->error = 0.0;
+  l->maxErr = 0.0f;
+  l->nonFinite = 0;
+}
+
+SQ_DEVICE void sq_lane_add(SqLane* l, float x, float d) {
+  if (!sq_finite(x) || !sq_finite(d)) {
+    l->nonFinite++;
+    return;
+  }
+  double e = __dsub_rn((double)x, (double)d);
+  l->signal = __dadd_rn(l->signal, __dmul_rn((double)x, (double)x));
+  l->error = __dadd_rn(l->error, __dmul_rn(e, e));
+  l->maxErr = fmaxf(l->maxErr, (float)fabs(e));
+}
+
+// The combination QuantStats.combineLanes fixes: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
+SQ_DEVICE double sq_combine_lanes(const double* l) {
+  return __dadd_rn(__dadd_rn(__dadd_rn(l[0], l[1]), __dadd_rn(l[2], l[3])),
+                   __dadd_rn(__dadd_rn(l[4], l[5]), __dadd_rn(l[6], l[7])));
+}
+
+// Java's Math.min / Math.max for finite or infinite floats (the reference's): -0.0 is below +0.0.
+// fminf/fmaxf leave the sign of a zero result unspecified, so the kernels use these instead.
+SQ_DEVICE float sq_min(float a, float b) {
+  return (a < b || (a == b && (sq_float_bits(a) & 0x80000000u))) ? a : b;
+}
+SQ_DEVICE float sq_max(float a, float b) {
+  return (a > b || (a == b && !(sq_float_bits(a) & 0x80000000u))) ? a : b;
+}
+
+// Per stat block (row) verification sums, as the host reads them (CudaRowStats.java): 32 bytes, little endian.
+struct SqRowStats {
+  double signal;   // lanes combined
+  double error;    // lanes combined
+  float maxErr;
+  int clipped;     // codes outside [quant_min, quant_max] before the clamp
+  int nonFinite;   // non-finite (x, dequantized) pairs, left out of the sums; > 0 sends the shard to the CPU
+  int pad;
+};
+
+// Warp-wide helpers: every lane of the warp must call them (the emulator checks).
+SQ_DEVICE float sq_warp_min(float v) {
+  for (int off = 16; off > 0; off >>= 1) v = sq_min(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+SQ_DEVICE float sq_warp_max(float v) {
+  for (int off = 16; off > 0; off >>= 1) v = sq_max(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+SQ_DEVICE int sq_warp_sum(int v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// Finishes a stat block whose lanes 0..7 of this warp each hold one SqLane (lanes 8..31 pass anything);
+// every lane must call it. Lane 0 writes the block's sums, with clipped (already warp-summed) and the
+// non-finite count of the lanes.
+SQ_DEVICE void sq_warp_finish_stats(const SqLane* mine, int clipped, SqRowStats* out) {
+  double signal[8];
+  double error[8];
+  float maxErr = 0.0f;
+  int nonFinite = 0;
+  for (int l = 0; l < 8; l++) {
+    signal[l] = __shfl_sync(0xffffffffu, mine->signal, l);
+    error[l] = __shfl_sync(0xffffffffu, mine->error, l);
+    maxErr = fmaxf(maxErr, __shfl_sync(0xffffffffu, mine->maxErr, l));
+    nonFinite += __shfl_sync(0xffffffffu, mine->nonFinite, l);
+  }
+  if ((threadIdx.x & 31) == 0) {
+    out->signal = sq_combine_lanes(signal);
+    out->error = sq_combine_lanes(error);
+    out->maxErr = maxErr;
+    out->clipped = clipped;
+    out->nonFinite = nonFinite;
+    out->pad = 0;
+  }
+}

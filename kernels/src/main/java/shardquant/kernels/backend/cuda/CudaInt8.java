@@ -1,0 +1,45 @@
+package shardquant.kernels.backend.cuda;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.AffineSpec;
+import shardquant.kernels.quant.Device;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/** int8-weight-only and int8-dynamic: {@code int8_rowwise} (src/main/cuda/int8_rowwise.cu), one warp per row. */
+final class CudaInt8 implements CudaRecipe {
+  private static final int THREADS = 256;
+  private static final int ROWS_PER_BLOCK = THREADS / 32;
+
+  @Override
+  public QuantizedTensor quantize(Gpu gpu, Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
+    int n = Math.toIntExact(rows.rows());
+    int k = Math.toIntExact(rows.cols());
+    CudaDevice dev = gpu.device();
+    try (CudaShard shard = gpu.shard(rows)) {
+      CudaDevice.Memory q = shard.alloc((long) n * k);
+      CudaDevice.Memory scale = shard.alloc(4L * n);
+      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
+      float eps = (float) AffineSpec.defaultEps(rows.dtype());
+      int dtype = CudaKernels.dtype(rows.dtype());
+      shard.uploadAndRun(1, (s, r0, r1) -> dev.launch(s, "int8_rowwise", CudaKernels.blocks(r1 - r0, ROWS_PER_BLOCK),
+          THREADS, 0, shard.input(), dtype, k, r0, r1, eps, q, scale, rowStats));
+      CudaRowStats sums = shard.downloadStats(rowStats);
+      if (sums.anyNonFinite()) {
+        return null;
+      }
+      sums.addTo(stats, k);
+      long[] perRow = {n, 1};
+      Map<String, Tensor> parts = new LinkedHashMap<>();
+      parts.put("zero_point", Tensor.allocate(DType.I8, perRow));
+      parts.put("qdata", shard.downloadTensor(q, 0, DType.I8, n, k));
+      parts.put("scale", shard.downloadTensor(scale, 0, DType.F32, perRow));
+      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    }
+  }
+}

@@ -1,0 +1,246 @@
+package shardquant.kernels.backend.cuda;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import jcuda.Pointer;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * A GPU through JCuda's driver API. One per device per JVM ({@link #open}), sharing the device's primary
+ * context across every task of the executor; every call first makes that context current on the calling
+ * thread. Device and pinned allocations are cached by size class, so tasks reuse them instead of paying
+ * cuMemAlloc/cuMemHostAlloc (both synchronize the device) per shard.
+ *
+ * <p>Written without a GPU at hand: the same host code runs in CI against the emulated device, but this
+ * class itself has run only where the closing notes of issue 5 say it has.
+ */
+public final class JCudaDevice implements CudaDevice {
+  private static final Map<Integer, JCudaDevice> OPEN = new ConcurrentHashMap<>();
+
+  private final int ordinal;
+  private final String description;
+  private final CUcontext context = new CUcontext();
+  private final Map<String, CUfunction> functions = new HashMap<>();
+  private final Map<Long, ArrayDeque<CUdeviceptr>> freeDevice = new HashMap<>();
+  private final Map<Long, ArrayDeque<Pointer>> freePinned = new HashMap<>();
+
+  private JCudaDevice(int ordinal, int arch) {
+    this.ordinal = ordinal;
+    JCudaDriver.setExceptionsEnabled(true);
+    JCudaDriver.cuInit(0);
+    CUdevice dev = new CUdevice();
+    JCudaDriver.cuDeviceGet(dev, ordinal);
+    byte[] name = new byte[256];
+    JCudaDriver.cuDeviceGetName(name, name.length, dev);
+    int len = 0;
+    while (len < name.length && name[len] != 0) {
+      len++;
+    }
+    this.description = new String(name, 0, len, StandardCharsets.US_ASCII) + ", device " + ordinal;
+    JCudaDriver.cuDevicePrimaryCtxRetain(context, dev);
+    JCudaDriver.cuCtxSetCurrent(context);
+    for (String module : CudaModules.MODULES) {
+      byte[] ptx = CudaModules.ptx(module, arch);
+      if (ptx == null) {
+        throw new IllegalStateException("this build has no PTX for " + CudaModules.resource(module, "compute_" + arch));
+      }
+      CUmodule m = new CUmodule();
+      JCudaDriver.cuModuleLoadData(m, ptx);
+      for (String kernel : CudaModules.kernels(module)) {
+        CUfunction f = new CUfunction();
+        JCudaDriver.cuModuleGetFunction(f, m, kernel);
+        functions.put(kernel, f);
+      }
+    }
+  }
+
+  /** Device {@code ordinal} (as CUDA numbers the visible devices), opened once per JVM. */
+  public static JCudaDevice open(int ordinal) {
+    CudaProbe.Answer probe = CudaProbe.answer();
+    if (!probe.available()) {
+      throw new IllegalStateException("CUDA is unavailable: " + probe.problem());
+    }
+    return OPEN.computeIfAbsent(ordinal, o -> new JCudaDevice(o, probe.arch()));
+  }
+
+  @Override
+  public String description() {
+    return description;
+  }
+
+  private void current() {
+    JCudaDriver.cuCtxSetCurrent(context);
+  }
+
+  /** Size classes: powers of two from 1 MiB, so a cached block fits any later request of its class. */
+  private static long sizeClass(long bytes) {
+    long c = 1 << 20;
+    while (c < bytes) {
+      c <<= 1;
+    }
+    return c;
+  }
+
+  @Override
+  public Memory alloc(long bytes) {
+    current();
+    long size = sizeClass(bytes);
+    CUdeviceptr p;
+    synchronized (freeDevice) {
+      ArrayDeque<CUdeviceptr> free = freeDevice.get(size);
+      p = free == null ? null : free.poll();
+    }
+    if (p == null) {
+      p = new CUdeviceptr();
+      JCudaDriver.cuMemAlloc(p, size);
+    }
+    return new DeviceMemory(p, bytes, size);
+  }
+
+  @Override
+  public Pinned allocPinned(long bytes) {
+    current();
+    long size = sizeClass(bytes);
+    Pointer p;
+    synchronized (freePinned) {
+      ArrayDeque<Pointer> free = freePinned.get(size);
+      p = free == null ? null : free.poll();
+    }
+    if (p == null) {
+      p = new Pointer();
+      JCudaDriver.cuMemHostAlloc(p, size, 0);
+    }
+    Pointer pinned = p;
+    ByteBuffer view = p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
+    return new Pinned() {
+      @Override
+      public ByteBuffer buffer() {
+        return view;
+      }
+
+      @Override
+      public void close() {
+        synchronized (freePinned) {
+          freePinned.computeIfAbsent(size, k -> new ArrayDeque<>()).push(pinned);
+        }
+      }
+    };
+  }
+
+  @Override
+  public Stream stream() {
+    current();
+    CUstream s = new CUstream();
+    JCudaDriver.cuStreamCreate(s, CUstream_flags.CU_STREAM_NON_BLOCKING);
+    return new JStream(s);
+  }
+
+  @Override
+  public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
+    current();
+    Pointer from = Pointer.to(src.buffer()).withByteOffset(srcOffset);
+    JCudaDriver.cuMemcpyHtoDAsync(device(dst), from, bytes, ((JStream) s).stream);
+  }
+
+  @Override
+  public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
+    current();
+    Pointer to = Pointer.to(dst.buffer()).withByteOffset(dstOffset);
+    JCudaDriver.cuMemcpyDtoHAsync(to, device(src), bytes, ((JStream) s).stream);
+  }
+
+  @Override
+  public void launch(Stream s, String kernel, int gridX, int blockX, int dynamicSharedBytes, Object... args) {
+    current();
+    CUfunction f = functions.get(kernel);
+    if (f == null) {
+      throw new IllegalArgumentException("no CUDA kernel named " + kernel + " (CudaModules.MODULES lists the modules loaded)");
+    }
+    Pointer[] params = new Pointer[args.length];
+    for (int i = 0; i < args.length; i++) {
+      Object a = args[i];
+      if (a instanceof Memory m) {
+        a = m.at(0);
+      }
+      if (a instanceof Ptr p) {
+        params[i] = Pointer.to(device(p));
+      } else if (a instanceof Integer v) {
+        params[i] = Pointer.to(new int[] {v});
+      } else if (a instanceof Long v) {
+        params[i] = Pointer.to(new long[] {v});
+      } else if (a instanceof Float v) {
+        params[i] = Pointer.to(new float[] {v});
+      } else {
+        throw new IllegalArgumentException("kernel argument " + i + " of " + kernel + " is a " + a.getClass().getName());
+      }
+    }
+    JCudaDriver.cuLaunchKernel(f, gridX, 1, 1, blockX, 1, 1, dynamicSharedBytes, ((JStream) s).stream,
+        Pointer.to(params), null);
+  }
+
+  @Override
+  public void synchronize(Stream s) {
+    current();
+    JCudaDriver.cuStreamSynchronize(((JStream) s).stream);
+  }
+
+  private static CUdeviceptr device(Ptr p) {
+    return ((DeviceMemory) p.memory()).ptr.withByteOffset(p.offset());
+  }
+
+  private final class DeviceMemory implements Memory {
+    final CUdeviceptr ptr;
+    final long bytes;
+    final long sizeClass;
+
+    DeviceMemory(CUdeviceptr ptr, long bytes, long sizeClass) {
+      this.ptr = ptr;
+      this.bytes = bytes;
+      this.sizeClass = sizeClass;
+    }
+
+    @Override
+    public long size() {
+      return bytes;
+    }
+
+    @Override
+    public void close() {
+      synchronized (freeDevice) {
+        freeDevice.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(ptr);
+      }
+    }
+  }
+
+  private final class JStream implements Stream {
+    final CUstream stream;
+
+    JStream(CUstream stream) {
+      this.stream = stream;
+    }
+
+    @Override
+    public void close() {
+      current();
+      JCudaDriver.cuStreamSynchronize(stream);
+      JCudaDriver.cuStreamDestroy(stream);
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "cuda:" + ordinal + " (" + description + ")";
+  }
+}

@@ -1,0 +1,122 @@
+package shardquant.kernels.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.util.List;
+import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.backend.simd.SimdDifferential;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * Runs the CUDA backend and the reference on the same rows and asserts equal parts (every byte) and
+ * equal verification sums. The CUDA backend runs on two devices: the emulator (always: the kernels
+ * compiled for the host, src/test/cuda-emu) and the GPU (skipped, with the probe's reason, where there
+ * is none). Test methods take a {@link Target} from {@link #targets()}.
+ */
+public final class CudaDifferential {
+  /** Where the CUDA backend runs. */
+  public enum Target {
+    EMULATED,
+    GPU;
+
+    /** The backend on this target; a GPU test is skipped (visibly, with the reason) where CUDA is unavailable. */
+    public CudaBackend backend() {
+      if (this == GPU) {
+        assumeTrue(CudaProbe.available(), () -> "CUDA unavailable: " + CudaProbe.problem());
+        return CudaBackend.instance();
+      }
+      return emulated();
+    }
+
+    /**
+     * {@code w} on the GPU; on the emulator (thousands of times slower) its first {@value #EMULATED_ROWS}
+     * rows, a whole number of every recipe's row units.
+     */
+    public Tensor sample(Tensor w) {
+      return this == GPU || w.rows() <= EMULATED_ROWS ? w : w.rowSlice(0, EMULATED_ROWS);
+    }
+  }
+
+  /** Rows of a large tensor the emulator runs ({@link Target#sample}). */
+  public static final int EMULATED_ROWS = 128;
+
+  private static EmulatedCudaDevice emulatedDevice;
+  private static CudaBackend emulatedBackend;
+  private static CudaBackend emulatedSmallChunks;
+
+  private CudaDifferential() {}
+
+  /** Both targets, for {@code @MethodSource}. */
+  public static List<Target> targets() {
+    return List.of(Target.EMULATED, Target.GPU);
+  }
+
+  /** The CUDA backend on the shared emulator process. */
+  static synchronized CudaBackend emulated() {
+    if (emulatedBackend == null) {
+      emulatedDevice = new EmulatedCudaDevice();
+      emulatedBackend = new CudaBackend(emulatedDevice, 2);
+    }
+    return emulatedBackend;
+  }
+
+  /** The emulated backend uploading in 4 KiB chunks, so shards of a few rows take many double-buffered chunks. */
+  static synchronized CudaBackend emulatedSmallChunks() {
+    if (emulatedSmallChunks == null) {
+      emulatedSmallChunks = new CudaBackend(emulatedDevice(), 2, 4096);
+    }
+    return emulatedSmallChunks;
+  }
+
+  static synchronized EmulatedCudaDevice emulatedDevice() {
+    emulated();
+    return emulatedDevice;
+  }
+
+  /** The CUDA backend gives the reference's parts and stats for {@code rows}, and ran on its device. */
+  public static void assertSameAsReference(CudaBackend cuda, Tensor rows, QuantConfig c, String what) {
+    assertEquals("cuda", cuda.nameFor(c.recipe()), c + " has a CUDA kernel");
+    QuantStats want = new QuantStats();
+    QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(rows, c, GlobalStats.NONE, want);
+    String where = c + " " + rows + " " + what + " on " + cuda;
+    long before = launches(cuda);
+    QuantStats got = new QuantStats();
+    QuantizedTensor q = cuda.quantize(rows, c, GlobalStats.NONE, got);
+    assertTrue(launches(cuda) > before || before < 0, where + ": no kernel ran (the shard went to the CPU)");
+    assertEquals(ref.parts().keySet(), q.parts().keySet(), where);
+    ref.parts().forEach((name, t) -> SimdDifferential.assertBytes(t, q.part(name), where + " part " + name));
+    assertEquals(want, got, where + " stats");
+    assertEquals(want.nonFinite(), got.nonFinite(), where + " non-finite count");
+    assertNoLeaks(cuda);
+  }
+
+  /** Both backends refuse {@code rows} with the same message, and the CUDA one leaves the stats alone. */
+  public static void assertSameRefusal(CudaBackend cuda, Tensor rows, QuantConfig c) {
+    IllegalArgumentException want = assertThrows(IllegalArgumentException.class,
+        () -> ReferenceBackend.INSTANCE.quantize(rows, c, GlobalStats.NONE, new QuantStats()));
+    QuantStats stats = new QuantStats();
+    IllegalArgumentException got = assertThrows(IllegalArgumentException.class,
+        () -> cuda.quantize(rows, c, GlobalStats.NONE, stats));
+    assertEquals(want.getMessage(), got.getMessage());
+    assertEquals(new QuantStats(), stats);
+    assertNoLeaks(cuda);
+  }
+
+  /** Kernel launches on the emulated device so far, or -1 on a GPU (not counted there). */
+  static long launches(CudaBackend cuda) {
+    return cuda.device() instanceof EmulatedCudaDevice e ? e.launches() : -1;
+  }
+
+  static void assertNoLeaks(CudaBackend cuda) {
+    if (cuda.device() instanceof EmulatedCudaDevice e) {
+      assertEquals(0, e.liveAllocations(), "device allocations left open");
+    }
+  }
+}
