@@ -63,7 +63,7 @@ public final class Backends {
       case "cpu" -> cpu();
       case "reference" -> reference();
       case "cuda" -> {
-        if (!CudaProbe.available()) {
+        if (!CudaProbe.available() && !CudaBackend.present(cudaOrdinal)) {
           throw new IllegalArgumentException("CUDA is unavailable here: " + CudaProbe.problem() + "; use --backend cpu or auto");
         }
         yield CudaBackend.instance(cudaOrdinal);
@@ -74,7 +74,7 @@ public final class Backends {
 
   /** CUDA where the probe finds a GPU and its backend starts, else the CPU; says once which and why. */
   private static Backend auto(int cudaOrdinal) {
-    String problem = CudaProbe.problem();
+    String problem = CudaBackend.present(cudaOrdinal) ? null : CudaProbe.problem();
     if (problem == null) {
       try {
         CudaBackend cuda = CudaBackend.instance(cudaOrdinal);

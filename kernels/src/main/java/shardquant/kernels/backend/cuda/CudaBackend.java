@@ -67,6 +67,27 @@ public final class CudaBackend implements Backend {
     return instance(0);
   }
 
+  /**
+   * Makes {@code device} this JVM's CUDA device {@code ordinal} (after the same self-check), in place of
+   * the GPU the driver would give: for tests, which run whole jobs on the emulator, and for embedding.
+   */
+  public static CudaBackend install(int ordinal, CudaDevice device) {
+    CudaBackend b = new CudaBackend(device, Integer.getInteger(TASKS_PER_GPU, 2));
+    b.selfCheck(Backends.cpu());
+    INSTANCES.put(ordinal, b);
+    return b;
+  }
+
+  /** Removes what {@link #install} put at {@code ordinal}. */
+  public static void uninstall(int ordinal) {
+    INSTANCES.remove(ordinal);
+  }
+
+  /** Whether device {@code ordinal} was {@link #install}ed or opened in this JVM. */
+  public static boolean present(int ordinal) {
+    return INSTANCES.containsKey(ordinal);
+  }
+
   /** The backend on CUDA device {@code ordinal} (as numbered among the visible devices), one per JVM. */
   public static CudaBackend instance(int ordinal) {
     return INSTANCES.computeIfAbsent(ordinal, o -> {
