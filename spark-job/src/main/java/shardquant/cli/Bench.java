@@ -30,8 +30,7 @@ import shardquant.job.UserError;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.cuda.CudaBackend;
-import shardquant.kernels.backend.cuda.CudaDevice;
-import shardquant.kernels.backend.cuda.JCudaDevice;
+import shardquant.kernels.backend.cuda.CudaBench;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
@@ -126,7 +125,8 @@ final class Bench {
           List<Shard> shards = shards(isReference ? referenceSample : layer, config, backend);
           measure(recipe.cliName() + " " + name, shards, config, backend, threads, pool, copyTarget, out);
           if (backend instanceof CudaBackend cuda && name.equals(cuda.name())) {
-            measureCuda(recipe.cliName(), shards, config, cuda, out);
+            CudaBench.measure(recipe.cliName(), shards.stream().map(Shard::rows).toList(),
+                shards.stream().map(Shard::global).toList(), config, cuda, out);
           }
         }
       }
@@ -250,58 +250,6 @@ final class Bench {
     out.printf(Locale.ROOT, "bench %s x%d: %s GB/s input, %sx one thread%n", what, threads, digits3(parallelRate / 1e9),
         digits3(parallelRate / kernelRate));
     out.flush();
-  }
-
-  /**
-   * The CUDA figures the issue asks for: kernel-only GB/s (CUDA events around every launch, summed),
-   * end-to-end GB/s from host memory (the {@code quantize} calls as the job makes them: pinned staging,
-   * uploads, kernels, downloads), and the latter over the pinned host-to-device bandwidth measured here.
-   */
-  private static void measureCuda(String recipe, List<Shard> shards, QuantConfig c, CudaBackend cuda, PrintStream out) {
-    long bytes = shards.stream().mapToLong(s -> s.rows().byteSize()).sum();
-    long elements = shards.stream().mapToLong(s -> s.rows().numel()).sum();
-    double h2d = pinnedUploadRate(cuda.device(), Math.min(bytes, 256L << 20));
-    long bestEndToEnd = Long.MAX_VALUE;
-    double bestKernels = Double.MAX_VALUE;
-    JCudaDevice timer = cuda.device() instanceof JCudaDevice j ? j : null;
-    for (int i = 0; i < REPETITIONS; i++) {
-      if (timer != null) {
-        timer.takeKernelSeconds();
-        timer.timeKernels(true);
-      }
-      long t0 = System.nanoTime();
-      checkAll(elements, quantize(shards, new AtomicInteger(), c, cuda));
-      bestEndToEnd = Math.min(bestEndToEnd, System.nanoTime() - t0);
-      if (timer != null) {
-        timer.timeKernels(false);
-        bestKernels = Math.min(bestKernels, timer.takeKernelSeconds());
-      }
-    }
-    double endToEnd = rate(bytes, bestEndToEnd);
-    if (timer != null) {
-      out.printf(Locale.ROOT, "bench %s cuda kernels: %s GB/s input (GPU time of the kernels alone)%n", recipe,
-          digits3(bytes / bestKernels / 1e9));
-    }
-    out.printf(Locale.ROOT, "bench %s cuda from host: %s GB/s input, %s of pinned H2D (%s GB/s)%n", recipe,
-        digits3(endToEnd / 1e9), digits3(endToEnd / h2d), digits3(h2d / 1e9));
-    out.flush();
-  }
-
-  /** Host-to-device bandwidth from pinned memory: best of {@value #REPETITIONS} copies of {@code bytes}. */
-  private static double pinnedUploadRate(CudaDevice dev, long bytes) {
-    try (CudaDevice.Pinned host = dev.allocPinned(bytes); CudaDevice.Memory target = dev.alloc(bytes);
-        CudaDevice.Stream s = dev.stream()) {
-      dev.copyToDevice(host, 0, target.at(0), bytes, s);
-      dev.synchronize(s);
-      long best = Long.MAX_VALUE;
-      for (int i = 0; i < REPETITIONS; i++) {
-        long t0 = System.nanoTime();
-        dev.copyToDevice(host, 0, target.at(0), bytes, s);
-        dev.synchronize(s);
-        best = Math.min(best, System.nanoTime() - t0);
-      }
-      return rate(bytes, best);
-    }
   }
 
   /** Quantizes shards, taking the next one from {@code next} until none are left; the elements it quantized. */

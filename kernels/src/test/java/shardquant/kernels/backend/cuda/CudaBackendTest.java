@@ -69,6 +69,18 @@ class CudaBackendTest {
     }
   }
 
+  @Test
+  void benchPrintsTheFromHostLineAndItsRatioToPinnedUploads() {
+    java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+    CudaBackend b = CudaDifferential.emulated();
+    Tensor shard = SimdDifferential.random(DType.BF16, 8, 256, new Random(3));
+    CudaBench.measure("int8-weight-only", List.of(shard), List.of(shardquant.kernels.quant.GlobalStats.NONE),
+        QuantConfig.of(Recipe.INT8_WEIGHT_ONLY), b, new java.io.PrintStream(bytes, true));
+    String printed = bytes.toString();
+    assertTrue(printed.matches("bench int8-weight-only cuda from host: [0-9.]+ GB/s input, [0-9.]+ of pinned H2D \\([0-9.]+ GB/s\\)\\R"),
+        printed);
+  }
+
   /** Flips the first byte of everything copied back to the host. */
   private static final class CorruptingDevice extends ForwardingDevice {
     CorruptingDevice(CudaDevice d) {
