@@ -127,21 +127,32 @@ public final class JCudaDevice implements CudaDevice {
       p = new Pointer();
       JCudaDriver.cuMemHostAlloc(p, size, 0);
     }
-    Pointer pinned = p;
-    ByteBuffer view = p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
-    return new Pinned() {
-      @Override
-      public ByteBuffer buffer() {
-        return view;
-      }
+    return new JPinned(p, size, p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN));
+  }
 
-      @Override
-      public void close() {
-        synchronized (freePinned) {
-          freePinned.computeIfAbsent(size, k -> new ArrayDeque<>()).push(pinned);
-        }
+  /** Pinned memory: the driver's pointer (what async copies take) and a buffer view of it. */
+  private final class JPinned implements Pinned {
+    final Pointer ptr;
+    final long sizeClass;
+    final ByteBuffer view;
+
+    JPinned(Pointer ptr, long sizeClass, ByteBuffer view) {
+      this.ptr = ptr;
+      this.sizeClass = sizeClass;
+      this.view = view;
+    }
+
+    @Override
+    public ByteBuffer buffer() {
+      return view;
+    }
+
+    @Override
+    public void close() {
+      synchronized (freePinned) {
+        freePinned.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(ptr);
       }
-    };
+    }
   }
 
   @Override
@@ -155,14 +166,14 @@ public final class JCudaDevice implements CudaDevice {
   @Override
   public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
     current();
-    Pointer from = Pointer.to(src.buffer()).withByteOffset(srcOffset);
+    Pointer from = ((JPinned) src).ptr.withByteOffset(srcOffset);
     JCudaDriver.cuMemcpyHtoDAsync(device(dst), from, bytes, ((JStream) s).stream);
   }
 
   @Override
   public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
     current();
-    Pointer to = Pointer.to(dst.buffer()).withByteOffset(dstOffset);
+    Pointer to = ((JPinned) dst).ptr.withByteOffset(dstOffset);
     JCudaDriver.cuMemcpyDtoHAsync(to, device(src), bytes, ((JStream) s).stream);
   }
 
