@@ -1,10 +1,12 @@
 package shardquant.exec;
 
 import java.util.Map;
+import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
+import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.CudaDevices;
 
 /**
@@ -14,11 +16,21 @@ import shardquant.kernels.backend.cuda.CudaDevices;
  * {@code CUDA_VISIBLE_DEVICES}; in local mode and on clusters that schedule no GPUs (setting GPU
  * resources in local mode makes it hang), device 0.
  */
-final class TaskGpu {
+public final class TaskGpu {
   private TaskGpu() {}
+
+  /** Spark setting: shards on one GPU at once (CudaBackend's {@code shardquant.cuda.tasksPerGpu}, default 2). */
+  public static final String TASKS_PER_GPU = "spark.shardquant.cuda.tasksPerGpu";
 
   /** The backend named {@code backend} for the running task, on the task's GPU where it uses one. */
   static Backend backend(String backend) {
+    SparkEnv env = SparkEnv.get();
+    if (env != null && System.getProperty(CudaBackend.TASKS_PER_GPU) == null) {
+      scala.Option<String> limit = env.conf().getOption(TASKS_PER_GPU);
+      if (limit.isDefined()) {
+        System.setProperty(CudaBackend.TASKS_PER_GPU, limit.get()); // read once, when this JVM's GPU backend starts
+      }
+    }
     return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")));
   }
 
