@@ -60,6 +60,8 @@ public final class CudaBackend implements Backend {
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
+    recipes.put(Recipe.INT4_TILE_PACKED, new CudaInt4(CudaInt4.Layout.TILE_PACKED));
+    recipes.put(Recipe.INT4_CPU, new CudaInt4(CudaInt4.Layout.CPU));
   }
 
   /** The backend on CUDA device 0. */
