@@ -56,6 +56,22 @@ public final class Backends {
     return forName(name, 0);
   }
 
+  /** The names {@link #forName} takes. */
+  public static final java.util.List<String> NAMES = java.util.List.of("auto", "cpu", "reference", "cuda");
+
+  /** {@code name} if {@link #forName} takes it, else an IllegalArgumentException listing the names. */
+  public static String checkName(String name) {
+    if (!NAMES.contains(name)) {
+      throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
+    }
+    return name;
+  }
+
+  /** Why {@code --backend cuda} cannot run in this JVM (on device {@code cudaOrdinal}), or null when it can. */
+  public static String cudaProblem(int cudaOrdinal) {
+    return CudaBackend.present(cudaOrdinal) ? null : CudaProbe.problem();
+  }
+
   /** {@link #forName(String)} with CUDA on device {@code cudaOrdinal} (a Spark task's GPU, see CudaDevices). */
   public static Backend forName(String name, int cudaOrdinal) {
     return switch (name) {
