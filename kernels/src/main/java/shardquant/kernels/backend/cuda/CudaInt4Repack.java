@@ -106,7 +106,8 @@ public final class CudaInt4Repack {
   public Tensor dequantize(TinygemmInt4Tensor t, DType out) {
     CudaKernels.dtype(out);
     Map<String, CudaQuantizedTensor.Part> uploaded = new LinkedHashMap<>();
-    try (CudaQuantizedTensor.Transfer io = new CudaQuantizedTensor.Transfer(gpu, largest(t.parts()))) {
+    long outBytes = t.shape()[0] * t.shape()[1] * out.byteSize();
+    try (CudaQuantizedTensor.Transfer io = new CudaQuantizedTensor.Transfer(gpu, Math.max(outBytes, largest(t.parts())))) {
       Stored src = stored(t.layout(), t.groupSize(), t.shape(), shapes(t.parts()), uploaded);
       if (src == null) {
         return t.dequantize(out);
@@ -161,7 +162,8 @@ public final class CudaInt4Repack {
           + t.config().recipe().cliName() + "; download it with toHost() and dequantize there");
     }
     CudaKernels.dtype(out);
-    try (CudaQuantizedTensor.Transfer io = new CudaQuantizedTensor.Transfer(gpu, gpu.chunkBytes())) {
+    long outBytes = t.shape()[0] * t.shape()[1] * out.byteSize();
+    try (CudaQuantizedTensor.Transfer io = new CudaQuantizedTensor.Transfer(gpu, outBytes)) {
       Stored src = stored(from, t.config().groupSize(), t.shape(), partShapes(t), t.parts());
       return src == null ? t.toHost().dequantize(out) : dequantize(io, src, out);
     }

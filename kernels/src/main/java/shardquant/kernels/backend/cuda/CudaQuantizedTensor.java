@@ -88,7 +88,7 @@ public final class CudaQuantizedTensor implements AutoCloseable {
   public QuantizedTensor toHost() {
     checkOpen();
     Map<String, Tensor> host = new LinkedHashMap<>();
-    try (Transfer t = new Transfer(gpu, maxBytes(parts.values().stream().map(p -> (long) p.bytes()).toList(), 0))) {
+    try (Transfer t = new Transfer(gpu, parts.values().stream().mapToLong(Part::bytes).max().orElse(1))) {
       parts.forEach((name, p) -> host.put(name, t.download(p)));
     }
     return new QuantizedTensor(config, shape, originalDType, host, Device.HOST);
@@ -191,11 +191,7 @@ public final class CudaQuantizedTensor implements AutoCloseable {
   }
 
   private static long maxBytes(java.util.Collection<Tensor> tensors) {
-    return maxBytes(tensors.stream().map(Tensor::byteSize).toList(), 0);
-  }
-
-  private static long maxBytes(List<Long> sizes, long floor) {
-    return sizes.stream().mapToLong(Long::longValue).max().orElse(floor);
+    return tensors.stream().mapToLong(Tensor::byteSize).max().orElse(1);
   }
 
   /**
