@@ -176,6 +176,16 @@ public final class CudaBackend implements Backend {
     return device;
   }
 
+  /** tinygemm int4 layout conversion and dequantization on this backend's device. */
+  public CudaInt4Repack int4Repack() {
+    return new CudaInt4Repack(gpu);
+  }
+
+  /** Every part of host tensor {@code q} copied to this backend's device, bytes unchanged (close the result). */
+  public CudaQuantizedTensor toDevice(QuantizedTensor q) {
+    return CudaQuantizedTensor.upload(gpu, q);
+  }
+
   public int tasksPerGpu() {
     return tasksPerGpu;
   }
