@@ -48,6 +48,8 @@ public final class CudaBackend implements Backend {
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
+    recipes.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new CudaIntx());
+    recipes.put(Recipe.INTX_WEIGHT_ONLY, new CudaIntx());
   }
 
   /** The backend on CUDA device 0. */

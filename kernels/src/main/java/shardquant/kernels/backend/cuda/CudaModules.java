@@ -20,7 +20,8 @@ public final class CudaModules {
    * CudaPtxTest checks this list against the sources.
    */
   static final Map<String, List<String>> MODULES_AND_KERNELS = Map.of(
-      "int8_rowwise", List.of("int8_rowwise"));
+      "int8_rowwise", List.of("int8_rowwise"),
+      "intx_groupwise", List.of("intx_groupwise"));
 
   static final List<String> MODULES = MODULES_AND_KERNELS.keySet().stream().sorted().toList();
 
