@@ -62,6 +62,8 @@ public final class CudaBackend implements Backend {
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
     recipes.put(Recipe.INT4_TILE_PACKED, new CudaInt4(CudaInt4.Layout.TILE_PACKED));
     recipes.put(Recipe.INT4_CPU, new CudaInt4(CudaInt4.Layout.CPU));
+    recipes.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new CudaIntx());
+    recipes.put(Recipe.INTX_WEIGHT_ONLY, new CudaIntx());
   }
 
   /** The backend on CUDA device 0. */
