@@ -28,18 +28,18 @@ public final class Main {
 
   private static final Set<String> QUANTIZE_OPTIONS = Set.of("input", "output", "recipe", "recipe-file", "group-size",
       "bits", "master", "backend", "shard-bytes", "output-file-bytes", "include", "exclude", "dump-shards", "conf");
-  private static final Set<String> REPACK_OPTIONS = Set.of("input", "output", "layout", "master", "shard-bytes",
+  private static final Set<String> REPACK_OPTIONS = Set.of("input", "output", "layout", "master", "backend", "shard-bytes",
       "output-file-bytes", "conf");
 
   private static final String USAGE = String.join("\n",
       "usage: shardquant COMMAND [ARGS]",
       "  quantize --input PATH --output DIR --recipe NAME [--group-size G] [--bits N] [--master URL]",
-      "           [--backend auto|cpu|reference] [--shard-bytes B] [--output-file-bytes B] [--include REGEX]",
+      "           [--backend auto|cpu|reference|cuda] [--shard-bytes B] [--output-file-bytes B] [--include REGEX]",
       "           [--exclude REGEX] [--recipe-file FILE] [--dump-shards DIR] [--conf spark.key=value ...]",
       "      quantize a safetensors checkpoint (file, directory, or directory with an index; local or any",
       "      Hadoop URI) into a torchao safetensors checkpoint. Recipes: " + Arrays.stream(Recipe.values()).map(Recipe::cliName).toList(),
       "  repack --input DIR --output DIR --layout " + String.join("|", Arrays.stream(Int4Layout.values()).map(Int4Layout::cliName).toList()),
-      "           [--master URL] [--shard-bytes B] [--output-file-bytes B] [--conf spark.key=value ...]",
+      "           [--master URL] [--backend auto|cpu|cuda] [--shard-bytes B] [--output-file-bytes B] [--conf ...]",
       "      convert an int4-tile-packed or int4-cpu checkpoint (or an earlier repack's) into another int4 layout,",
       "      bit-exact, without re-quantizing; plain tensors are copied (local input directories only, for now)",
       "  demo [--bytes B] [--dir DIR] [--master URL] [--shard-bytes B] [--output-file-bytes B]",
@@ -148,8 +148,8 @@ public final class Main {
     }
     JobSpec sizes = new JobSpec(null, null, null, a.bytes("shard-bytes", JobSpec.DEFAULT_SHARD_BYTES),
         a.bytes("output-file-bytes", JobSpec.DEFAULT_OUTPUT_FILE_BYTES));
-    JobOptions o = new JobOptions(a.required("input"), a.required("output"), sizes, a.get("master"), "auto", null,
-        a.sparkConf());
+    JobOptions o = new JobOptions(a.required("input"), a.required("output"), sizes, a.get("master"),
+        a.get("backend") == null ? "auto" : a.get("backend"), null, a.sparkConf());
     QuantizeJob.Result r = QuantizeJob.repack(o, layout, err);
     Summary.print(r, o.output(), out);
     return r.verified() ? OK : VERIFY_FAILED;

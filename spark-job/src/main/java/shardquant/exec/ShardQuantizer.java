@@ -23,6 +23,7 @@ import shardquant.job.Storage;
 import shardquant.job.UserError;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
+import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -70,7 +71,7 @@ public final class ShardQuantizer implements Serializable {
         QuantStats stats = t.quantized() ? new QuantStats() : null;
         byte[] ipc;
         if (t.action() == Plan.Action.REPACK) {
-          ipc = encode(t, shard, repack(inputs, t, shard), alloc);
+          ipc = encode(t, shard, repack(inputs, t, shard, b), alloc);
         } else {
           try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
             Tensor rows = in.shard().data();
@@ -118,7 +119,7 @@ public final class ShardQuantizer implements Serializable {
    * A repacked shard: each source part's bytes for the shard's rows gathered from the input file (where
    * {@link Placement} says a piece of that part lies), converted as one {@link TinygemmInt4Tensor}.
    */
-  private List<ShardPart> repack(OpenFiles inputs, Plan.Tensor t, Plan.Shard shard) throws IOException {
+  private List<ShardPart> repack(OpenFiles inputs, Plan.Tensor t, Plan.Shard shard, Backend b) throws IOException {
     Plan.Repack r = t.repack();
     long rows = shard.rowEnd() - shard.rowStart();
     long cols = t.input().cols();
@@ -145,7 +146,9 @@ public final class ShardQuantizer implements Serializable {
     }
     TinygemmInt4Tensor converted;
     try {
-      converted = new TinygemmInt4Tensor(r.from(), r.groupSize(), new long[] {rows, cols}, parts).repack(r.to());
+      TinygemmInt4Tensor source = new TinygemmInt4Tensor(r.from(), r.groupSize(), new long[] {rows, cols}, parts);
+      // On a GPU the layouts switch there (int4_unpack.cu), giving the Java repack's bytes and refusals.
+      converted = b instanceof CudaBackend cuda ? cuda.int4Repack().repack(source, r.to()) : source.repack(r.to());
     } catch (IllegalArgumentException e) {
       throw UserError.onExecutor(Storage.display(r.file()) + ": tensor '" + t.input().name() + "' rows [" + shard.rowStart()
           + ", " + shard.rowEnd() + "): " + e.getMessage());

@@ -67,8 +67,9 @@ public final class QuantizeJob {
   private static Result run(JobOptions o, String command, Function<InputCheckpoint, Plan> planner, PrintStream console)
       throws IOException {
     long start = System.nanoTime();
+    // Before any SparkConf: Spark's logging setup would swallow the backend's one line on the console.
+    checkBackend(o.backend(), o.master() != null ? o.master() : System.getProperty("spark.master", LOCAL_MASTER));
     SparkConf conf = sparkConf(o, command);
-    checkBackend(o.backend(), conf.get("spark.master"));
     Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
     InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
     Plan plan = planner.apply(input);
@@ -161,19 +162,20 @@ public final class QuantizeJob {
   }
 
   /**
-   * Refuses an unknown backend, and {@code cuda} where this JVM runs the tasks (local mode) but has no
-   * GPU. On a cluster the executors decide: the driver needs no GPU, and opening one here would only
-   * cost time (an executor without CUDA fails its task with the reason).
+   * Refuses an unknown backend. In local mode this JVM runs the tasks, so the backend is started here,
+   * before Spark takes over logging: {@code cuda} without a GPU is refused with the reason, and the line
+   * saying which backend runs and why reaches the console. On a cluster the executors decide: the driver
+   * needs no GPU, and opening one here would only cost time (an executor without CUDA fails its task
+   * with the reason).
    */
   private static void checkBackend(String backend, String master) {
     try {
       Backends.checkName(backend);
+      if (master.startsWith("local")) {
+        Backends.forName(backend);
+      }
     } catch (IllegalArgumentException e) {
       throw new UserError("--backend: " + e.getMessage());
-    }
-    String problem = Backends.cudaProblem(0);
-    if (backend.equals("cuda") && master.startsWith("local") && problem != null) {
-      throw new UserError("--backend: CUDA is unavailable here: " + problem + "; use --backend cpu or auto");
     }
   }
 

@@ -67,4 +67,28 @@ class CudaJobTest {
     assertTrue(backends.contains("cuda"), backends.toString());
     assertTrue(backends.stream().allMatch(b -> b.equals("cuda") || b.equals("copy")), backends.toString());
   }
+
+  @org.junit.jupiter.api.Test
+  void repackOnTheGpuWritesTheCpuBytes(@TempDir Path tmp) throws Exception {
+    Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
+    Run q = JobTestSupport.quantize(input, tmp.resolve("tile"), "--recipe", "int4-tile-packed", "--backend", "cpu");
+    assertEquals(0, q.status(), q::toString);
+    for (String layout : new String[] {"cpu", "plain"}) {
+      long launches = device.launches();
+      assertEquals(0, repack(tmp.resolve("tile"), tmp.resolve(layout + "-cuda"), layout, "cuda").status());
+      assertTrue(device.launches() > launches, "no kernel ran for " + layout);
+      assertEquals(0, repack(tmp.resolve("tile"), tmp.resolve(layout + "-cpu"), layout, "cpu").status());
+      assertEquals(JobTestSupport.storedTensors(tmp.resolve(layout + "-cpu")),
+          JobTestSupport.storedTensors(tmp.resolve(layout + "-cuda")), layout);
+    }
+  }
+
+  private static Run repack(Path in, Path out, String layout, String backend) {
+    List<String> all = new ArrayList<>(List.of("repack", "--input", in.toString(), "--output", out.toString(), "--layout",
+        layout, "--backend", backend, "--shard-bytes", "65536"));
+    all.addAll(List.of(JobTestSupport.LOCAL));
+    Run r = JobTestSupport.cli(all.toArray(new String[0]));
+    assertEquals(0, r.status(), r::toString);
+    return r;
+  }
 }
