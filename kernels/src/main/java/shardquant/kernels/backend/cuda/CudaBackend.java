@@ -48,6 +48,7 @@ public final class CudaBackend implements Backend {
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
+    recipes.put(Recipe.NF4, new CudaNf4());
   }
 
   /** The backend on CUDA device 0. */
@@ -97,7 +98,17 @@ public final class CudaBackend implements Backend {
 
   @Override
   public float[] nf4BlockAbsmax(Tensor rows) {
-    return Backends.cpu().nf4BlockAbsmax(rows);
+    if (!(recipes.get(Recipe.NF4) instanceof CudaNf4 nf4) || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
+      return Backends.cpu().nf4BlockAbsmax(rows);
+    }
+    float[] absmax;
+    slots.acquireUninterruptibly();
+    try {
+      absmax = nf4.blockAbsmax(gpu, rows);
+    } finally {
+      slots.release();
+    }
+    return absmax != null ? absmax : Backends.cpu().nf4BlockAbsmax(rows);
   }
 
   @Override

@@ -20,7 +20,8 @@ public final class CudaModules {
    * CudaPtxTest checks this list against the sources.
    */
   static final Map<String, List<String>> MODULES_AND_KERNELS = Map.of(
-      "int8_rowwise", List.of("int8_rowwise"));
+      "int8_rowwise", List.of("int8_rowwise"),
+      "nf4", List.of("nf4_block_absmax", "nf4_quantize", "nf4_stats"));
 
   static final List<String> MODULES = MODULES_AND_KERNELS.keySet().stream().sorted().toList();
 
