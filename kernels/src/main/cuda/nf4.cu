@@ -26,8 +26,9 @@
 //   the group: > 0 sends the shard to the CPU backend, which refuses it).
 //
 // nf4_stats: QuantStats' per-row sums of x against get_original_weight's nf4[code] * scaler rounded to
-//   the dtype: one warp per row, 8 rows per block of 256 threads; lanes 0..7 walk their stat lanes in
-//   element order (as int8_rowwise). Launch with gridDim.x = ceil((rowEnd - rowBegin) / 8), after
+//   the dtype: eight lanes per row (4 rows per warp, 32 rows per block of 256 threads), lane j of a row
+//   walking stat lane j in element order (QuantStats' fixed order; the 8 partials then combine as
+//   sq_warp_finish_stats does). Launch with gridDim.x = ceil((rowEnd - rowBegin) / 32), after
 //   nf4_quantize on the same rows. Dequantized values may be NaN or infinite for finite x (f16: a group
 //   whose 2 * max overflows has factor 0 and NaN scalers); they are counted as the reference counts them.
 //
@@ -164,23 +165,43 @@ extern "C" __global__ void __launch_bounds__(256) nf4_stats(const void* __restri
                                                          const float* __restrict__ scalerDq,
                                                          SqRowStats* __restrict__ stats) {
   const int lane = threadIdx.x & 31;
-  const int row = rowBegin + blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (row >= rowEnd) {
-    return;  // the whole warp
-  }
+  const int statLane = lane & 7;
+  const int row = rowBegin + (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 4 + (lane >> 3);
+  const bool valid = row < rowEnd;  // lanes of rows past the end still take part in the shuffles
   const float* table = params + (NF4_CODES - 1);
   const long long base = (long long)row * cols;
   SqLane acc;
   sq_lane_init(&acc);
-  if (lane < 8) {
-    for (int c = lane; c < cols; c += 8) {
+  if (valid) {
+    for (int c = statLane; c < cols; c += 8) {
       const long long i = base + c;
       const int code = (data[i >> 1] >> ((i & 1) == 0 ? 4 : 0)) & 0xF;
       const float d = sq_round_to(__fmul_rn(table[code], scalerDq[i / NF4_BLOCK]), dtype);
       sq_lane_add(&acc, sq_load(x, i, dtype), d);
     }
   }
-  sq_warp_finish_stats(&acc, 0, &stats[row]);
+  // sq_warp_finish_stats for each group of 8 lanes (one row each).
+  double signal[8];
+  double error[8];
+  float maxErr = 0.0f;
+  int nonFinite = 0;
+  for (int l = 0; l < 8; l++) {
+    const int src = (lane & ~7) + l;
+    signal[l] = __shfl_sync(0xffffffffu, acc.signal, src);
+    error[l] = __shfl_sync(0xffffffffu, acc.error, src);
+    maxErr = fmaxf(maxErr, __shfl_sync(0xffffffffu, acc.maxErr, src));
+    nonFinite += __shfl_sync(0xffffffffu, acc.nonFinite, src);
+  }
+  if (valid && statLane == 0) {
+    SqRowStats out;
+    out.signal = sq_combine_lanes(signal);
+    out.error = sq_combine_lanes(error);
+    out.maxErr = maxErr;
+    out.clipped = 0;
+    out.nonFinite = nonFinite;
+    out.pad = 0;
+    stats[row] = out;
+  }
 }
 
 SQ_EMU_REGISTER(nf4_block_absmax)

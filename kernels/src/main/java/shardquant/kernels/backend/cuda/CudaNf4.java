@@ -17,7 +17,7 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * nf4 ({@link Nf4Ref}; layout on {@link shardquant.kernels.quant.Nf4Tensor}): {@code nf4_block_absmax}
  * for the job's first pass, {@code nf4_quantize} (one thread block per group of 64 x 256 elements) and
- * {@code nf4_stats} (one warp per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
+ * {@code nf4_stats} (eight lanes per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
  * the kernels do not take (a bad shape, a missing or foreign-dtype mean, NaN or infinite weights) go to
  * the CPU backend, which computes them or refuses them with the reference's message.
  */
@@ -28,6 +28,8 @@ final class CudaNf4 implements CudaRecipe {
   private static final int CODES = 16;
   private static final int THREADS = 256;
   private static final int WARPS_PER_BLOCK = THREADS / 32;
+  /** nf4_stats: eight lanes per row. */
+  private static final int STATS_ROWS_PER_BLOCK = THREADS / 8;
   /** The kernels' params buffer: the 15 thresholds, then the 16 table values (nf4.cu). */
   private static final int PARAMS = 32;
 
@@ -140,7 +142,7 @@ final class CudaNf4 implements CudaRecipe {
         // a chunk holds whole groups, at least one
         dev.launch(s, "nf4_quantize", g1 - g0, THREADS, 0,
             shard.input(), dtype, g0, mean, params, data, qscalers, factors, scalerDq, bad);
-        dev.launch(s, "nf4_stats", CudaKernels.blocks(r1 - r0, WARPS_PER_BLOCK), THREADS, 0,
+        dev.launch(s, "nf4_stats", CudaKernels.blocks(r1 - r0, STATS_ROWS_PER_BLOCK), THREADS, 0,
             shard.input(), dtype, k, r0, r1, params, data, scalerDq, rowStats);
       });
       ByteBuffer badCounts = shard.download(bad, 0, 4L * groups);

@@ -137,7 +137,7 @@ class CudaNf4Test {
   }
 
   /** Shapes of whole groups; blocks (64) and groups (16384) cross row ends in several. */
-  private static final int[][] SHAPES = {{1, G}, {2, G}, {256, 64}, {512, 96}, {4, 12288}, {2048, 8}, {16, 3072}, {3, 16384}};
+  private static final int[][] SHAPES = {{2, G}, {256, 64}, {512, 96}, {4, 12288}, {2048, 8}, {16, 3072}, {1, G}};
 
   // ---- tests
 
@@ -151,8 +151,7 @@ class CudaNf4Test {
         String what = d + Arrays.toString(s);
         assertWholeTensor(cuda, w, what);
         // a row shard quantized with the whole tensor's mean, which is some other value here
-        assertSameAsReference(cuda, w, d.round(0.0123f), what + " foreign mean");
-        assertSameAsReference(cuda, w, 0f, what + " zero mean");
+        assertSameAsReference(cuda, w, s[0] % 2 == 0 ? d.round(0.0123f) : 0f, what + " foreign mean");
       }
     }
   }
@@ -233,7 +232,6 @@ class CudaNf4Test {
     for (DType d : SimdDifferential.FLOATS) {
       // 4 KiB chunks: the absmax pass a row or a few per chunk, the quantize pass a row unit (whole groups) each
       assertWholeTensor(cuda, weights(d, 8, 12288, 93 + d.ordinal()), d + " 4 KiB chunks, groups across rows");
-      assertWholeTensor(cuda, weights(d, 128, 384, 96 + d.ordinal()), d + " 4 KiB chunks");
       assertSameAbsmax(cuda, SimdDifferential.random(d, 40, 72, new Random(97)), d + " 4 KiB chunks, blocks across rows");
     }
   }
@@ -260,13 +258,13 @@ class CudaNf4Test {
   }
 
   /**
-   * {@code w} on the GPU; on the emulator its first rows, at most two groups where the shape allows
-   * ({@link Target#sample} caps the rows, which for nf4 is still up to 8 groups of the golden weights).
+   * {@code w} on the GPU; on the emulator its first rows, one group where the shape allows
+   * ({@link Target#sample} caps the rows, up to 8 groups of nf4 for the golden weights).
    */
   private static Tensor sample(Target t, Tensor w) {
     Tensor s = t.sample(w);
     long unit = Recipe.NF4.kernel().rowAlignment(s.cols(), NF4);
-    long rows = Math.max(unit, 2L * G / (unit * s.cols()) * unit);
+    long rows = Math.max(unit, (long) G / (unit * s.cols()) * unit);
     return t == Target.GPU || s.rows() <= rows ? s : s.rowSlice(0, rows);
   }
 
@@ -299,9 +297,9 @@ class CudaNf4Test {
     CudaBackend cuda = t.backend();
     for (DType d : SimdDifferential.FLOATS) {
       for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY}) {
-        float[] v = weights(DType.F32, 2, G, 3).toFloats();
-        v[G + 100] = bad;
-        Tensor w = Tensor.fromFloats(d, new long[] {2, G}, v);
+        float[] v = weights(DType.F32, 2, G / 2, 3).toFloats();
+        v[G / 2 + 100] = bad; // in the second row, the group's second half
+        Tensor w = Tensor.fromFloats(d, new long[] {2, G / 2}, v);
         assertEquals(assertThrows(IllegalArgumentException.class, () -> Nf4Ref.blockAbsmax(w)).getMessage(),
             assertThrows(IllegalArgumentException.class, () -> cuda.nf4BlockAbsmax(w)).getMessage());
         CudaDifferential.assertNoLeaks(cuda);
