@@ -340,6 +340,55 @@ class CudaNf4Test {
     CudaDifferential.assertNoLeaks(cuda);
   }
 
+  /**
+   * The code search where it can go wrong, exact quotients: blocks whose absmax is 1 (or -1), so that
+   * each other element is its own quotient: every bf16 and f16 value in [-1, 1], and for float32 every
+   * value within 64 ulps of each table entry, midpoint and threshold.
+   */
+  @ParameterizedTest
+  @MethodSource("targets")
+  void everyQuotientClassOnTheDevice(Target t) {
+    CudaBackend cuda = t.backend();
+    for (DType d : SimdDifferential.FLOATS) {
+      List<Float> q = new java.util.ArrayList<>();
+      if (d == DType.F32) {
+        float[] table = Nf4Ref.table(d);
+        float[] c = CudaNf4.thresholds(d);
+        for (int i = 0; i < 16; i++) {
+          float[] centres = i == 0 ? new float[] {table[0]} : new float[] {table[i], (table[i - 1] + table[i]) / 2, c[i - 1]};
+          for (float centre : centres) {
+            float v = centre;
+            for (int k = 0; k < 64; k++) {
+              v = Math.nextDown(v);
+            }
+            for (int k = 0; k <= 128; k++, v = Math.nextUp(v)) {
+              if (Math.abs(v) <= 1) {
+                q.add(v);
+              }
+            }
+          }
+        }
+      } else {
+        for (int h = 0; h < 1 << 16; h++) {
+          float v = d == DType.BF16 ? shardquant.kernels.dtype.Bf16.toFloat((short) h)
+              : shardquant.kernels.dtype.F16.toFloat((short) h);
+          if (Math.abs(v) <= 1) {
+            q.add(v);
+          }
+        }
+      }
+      int blocks = (q.size() + 62) / 63;
+      int groups = (blocks + 255) / 256;
+      float[] v = new float[groups * G];
+      for (int i = 0; i < q.size(); i++) {
+        int b = i / 63;
+        v[b * 64] = b % 2 == 0 ? 1f : -1f;
+        v[b * 64 + 1 + i % 63] = q.get(i);
+      }
+      assertWholeTensor(cuda, Tensor.fromFloats(d, new long[] {groups, G}, v), d + " every quotient class");
+    }
+  }
+
   /** The thresholds are where the reference code steps, in every dtype (SimdNf4Test checks the step function). */
   @Test
   void thresholdsAreWhereTheReferenceCodeSteps() {
