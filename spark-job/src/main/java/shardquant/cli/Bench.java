@@ -29,6 +29,8 @@ import shardquant.job.QuantizeJob;
 import shardquant.job.UserError;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
+import shardquant.kernels.backend.cuda.CudaBackend;
+import shardquant.kernels.backend.cuda.CudaBench;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
@@ -122,6 +124,10 @@ final class Bench {
           boolean isReference = name.equals(Backends.reference().name());
           List<Shard> shards = shards(isReference ? referenceSample : layer, config, backend);
           measure(recipe.cliName() + " " + name, shards, config, backend, threads, pool, copyTarget, out);
+          if (backend instanceof CudaBackend cuda && name.equals(cuda.name())) {
+            CudaBench.measure(recipe.cliName(), shards.stream().map(Shard::rows).toList(),
+                shards.stream().map(Shard::global).toList(), config, cuda, out);
+          }
         }
       }
     } finally {

@@ -60,7 +60,7 @@ public final class ShardQuantizer implements Serializable {
   /** Quantizes, copies or repacks every shard of one task's group. */
   public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
-    Backend b = Backends.forName(backend);
+    Backend b = TaskGpu.backend(backend);
     String used = plan.config() == null ? REPACK_BACKEND : b.nameFor(plan.config().recipe());
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
       for (int s : group) {
@@ -160,7 +160,7 @@ public final class ShardQuantizer implements Serializable {
   /** NF4's first pass: the absmax of every 64-element block of each shard, in row order. */
   public List<Tuple2<Integer, float[]>> blockAbsmax(int[] group) throws IOException {
     List<Tuple2<Integer, float[]>> out = new ArrayList<>();
-    Backend b = Backends.forName(backend);
+    Backend b = TaskGpu.backend(backend);
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("absmax-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);

@@ -67,8 +67,8 @@ public final class QuantizeJob {
   private static Result run(JobOptions o, String command, Function<InputCheckpoint, Plan> planner, PrintStream console)
       throws IOException {
     long start = System.nanoTime();
-    checkBackend(o.backend());
     SparkConf conf = sparkConf(o, command);
+    checkBackend(o.backend(), conf.get("spark.master"));
     Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
     InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
     Plan plan = planner.apply(input);
@@ -160,11 +160,20 @@ public final class QuantizeJob {
     return conf;
   }
 
-  private static void checkBackend(String backend) {
+  /**
+   * Refuses an unknown backend, and {@code cuda} where this JVM runs the tasks (local mode) but has no
+   * GPU. On a cluster the executors decide: the driver needs no GPU, and opening one here would only
+   * cost time (an executor without CUDA fails its task with the reason).
+   */
+  private static void checkBackend(String backend, String master) {
     try {
-      Backends.forName(backend);
+      Backends.checkName(backend);
     } catch (IllegalArgumentException e) {
       throw new UserError("--backend: " + e.getMessage());
+    }
+    String problem = Backends.cudaProblem(0);
+    if (backend.equals("cuda") && master.startsWith("local") && problem != null) {
+      throw new UserError("--backend: CUDA is unavailable here: " + problem + "; use --backend cpu or auto");
     }
   }
 

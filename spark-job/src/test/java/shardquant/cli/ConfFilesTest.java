@@ -45,6 +45,7 @@ class ConfFilesTest {
       assertTrue(text.contains(ShardquantKryoRegistrator.class.getName()), file);
     }
     assertTrue(Files.readString(conf().resolve("airflow/shardquant_dag.py")).contains(Main.class.getName()));
+    assertTrue(Files.readString(conf().resolve("spark-defaults.conf.template")).contains(shardquant.exec.TaskGpu.TASKS_PER_GPU));
   }
 
   @Test

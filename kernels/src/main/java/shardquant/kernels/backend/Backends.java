@@ -10,8 +10,8 @@ import shardquant.kernels.backend.reference.ReferenceBackend;
  * kernels only where the {@code jdk.incubator.vector} module is present and preferred vectors are at
  * least {@value #MIN_VECTOR_BITS} bits; otherwise the reference runs and one log line says why.
  * Nothing else in the project references the incubator module, so it is optional at run time.
- * CUDA ({@link CudaProbe}) runs only when asked for by name; {@code auto} stays on the CPU for now and
- * logs once why.
+ * {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU, and logs once
+ * which and why.
  */
 public final class Backends {
   public static final int MIN_VECTOR_BITS = 256;
@@ -20,7 +20,7 @@ public final class Backends {
 
   private static volatile Backend cpu;
   private static volatile String simdProblem;
-  private static volatile boolean cudaLogged;
+  private static volatile boolean autoLogged;
 
   private Backends() {}
 
@@ -53,29 +53,63 @@ public final class Backends {
    * {@code cuda} (only where {@link CudaProbe#available()}; otherwise an IllegalArgumentException says why).
    */
   public static Backend forName(String name) {
+    return forName(name, 0);
+  }
+
+  /** The names {@link #forName} takes. */
+  public static final java.util.List<String> NAMES = java.util.List.of("auto", "cpu", "reference", "cuda");
+
+  /** {@code name} if {@link #forName} takes it, else an IllegalArgumentException listing the names. */
+  public static String checkName(String name) {
+    if (!NAMES.contains(name)) {
+      throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
+    }
+    return name;
+  }
+
+  /** Why {@code --backend cuda} cannot run in this JVM (on device {@code cudaOrdinal}), or null when it can. */
+  public static String cudaProblem(int cudaOrdinal) {
+    return CudaBackend.present(cudaOrdinal) ? null : CudaProbe.problem();
+  }
+
+  /** {@link #forName(String)} with CUDA on device {@code cudaOrdinal} (a Spark task's GPU, see CudaDevices). */
+  public static Backend forName(String name, int cudaOrdinal) {
     return switch (name) {
-      case "auto" -> auto();
+      case "auto" -> auto(cudaOrdinal);
       case "cpu" -> cpu();
       case "reference" -> reference();
       case "cuda" -> {
-        if (!CudaProbe.available()) {
+        if (!CudaProbe.available() && !CudaBackend.present(cudaOrdinal)) {
           throw new IllegalArgumentException("CUDA is unavailable here: " + CudaProbe.problem() + "; use --backend cpu or auto");
         }
-        yield CudaBackend.instance();
+        yield CudaBackend.instance(cudaOrdinal);
       }
       default -> throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
     };
   }
 
-  /** The CPU backend; says once why CUDA is not chosen (it is never chosen automatically until its kernels are checked). */
-  private static Backend auto() {
-    if (!cudaLogged) {
-      cudaLogged = true;
-      String problem = CudaProbe.problem();
-      LOG.log(System.Logger.Level.INFO, "shardquant: backend auto runs on the CPU; CUDA is not used: " + (problem != null
-          ? problem : "the CUDA backend is experimental, ask for it with --backend cuda (" + CudaProbe.answer().device() + ")"));
+  /** CUDA where the probe finds a GPU and its backend starts, else the CPU; says once which and why. */
+  private static Backend auto(int cudaOrdinal) {
+    String problem = CudaBackend.present(cudaOrdinal) ? null : CudaProbe.problem();
+    if (problem == null) {
+      try {
+        CudaBackend cuda = CudaBackend.instance(cudaOrdinal);
+        logAuto("shardquant: backend auto runs on CUDA (" + cuda.device().description() + ")"
+            + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU for " + cuda.cpuOnly()));
+        return cuda;
+      } catch (RuntimeException | LinkageError e) {
+        problem = "the CUDA backend failed to start: " + e;
+      }
     }
+    logAuto("shardquant: backend auto runs on the CPU (" + cpu().name() + "); CUDA is not used: " + problem);
     return cpu();
+  }
+
+  private static void logAuto(String line) {
+    if (!autoLogged) {
+      autoLogged = true;
+      LOG.log(System.Logger.Level.INFO, line);
+    }
   }
 
   private static Backend chooseCpu() {

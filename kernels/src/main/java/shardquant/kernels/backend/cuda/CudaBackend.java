@@ -1,12 +1,18 @@
 package shardquant.kernels.backend.cuda;
 
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.EnumMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
+import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -20,6 +26,10 @@ import shardquant.kernels.verify.QuantStats;
  * task of the executor; at most {@link #tasksPerGpu} shards are on the GPU at once (property
  * {@code shardquant.cuda.tasksPerGpu}, default 2: one uploading while the other computes), so more
  * concurrent Spark tasks than that queue here instead of exhausting device memory.
+ *
+ * <p>Before first use on a GPU, {@link #selfCheck} quantizes small synthetic shards of every recipe
+ * on the device and on the CPU; a recipe whose bytes or sums differ runs on the CPU from then on, with
+ * a warning. A new driver, GPU or build can then cost speed, never a wrong checkpoint.
  */
 public final class CudaBackend implements Backend {
   /** System property: shards on one GPU at once. */
@@ -31,6 +41,8 @@ public final class CudaBackend implements Backend {
   private final Semaphore slots;
   private final int tasksPerGpu;
   private final Map<Recipe, CudaRecipe> recipes = new EnumMap<>(Recipe.class);
+  private final Map<Recipe, String> disabled = new EnumMap<>(Recipe.class);
+  private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
 
   CudaBackend(CudaDevice device, int tasksPerGpu) {
     this(device, tasksPerGpu, CudaShard.CHUNK_BYTES);
@@ -48,6 +60,10 @@ public final class CudaBackend implements Backend {
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
+    recipes.put(Recipe.INT4_TILE_PACKED, new CudaInt4(CudaInt4.Layout.TILE_PACKED));
+    recipes.put(Recipe.INT4_CPU, new CudaInt4(CudaInt4.Layout.CPU));
+    recipes.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new CudaIntx());
+    recipes.put(Recipe.INTX_WEIGHT_ONLY, new CudaIntx());
     recipes.put(Recipe.NF4, new CudaNf4());
   }
 
@@ -56,14 +72,121 @@ public final class CudaBackend implements Backend {
     return instance(0);
   }
 
+  /**
+   * Makes {@code device} this JVM's CUDA device {@code ordinal} (after the same self-check), in place of
+   * the GPU the driver would give: for tests, which run whole jobs on the emulator, and for embedding.
+   */
+  public static CudaBackend install(int ordinal, CudaDevice device) {
+    CudaBackend b = new CudaBackend(device, Integer.getInteger(TASKS_PER_GPU, 2));
+    b.selfCheck(Backends.cpu());
+    INSTANCES.put(ordinal, b);
+    return b;
+  }
+
+  /** Removes what {@link #install} put at {@code ordinal}. */
+  public static void uninstall(int ordinal) {
+    INSTANCES.remove(ordinal);
+  }
+
+  /** Whether device {@code ordinal} was {@link #install}ed or opened in this JVM. */
+  public static boolean present(int ordinal) {
+    return INSTANCES.containsKey(ordinal);
+  }
+
   /** The backend on CUDA device {@code ordinal} (as numbered among the visible devices), one per JVM. */
   public static CudaBackend instance(int ordinal) {
-    return INSTANCES.computeIfAbsent(ordinal,
-        o -> new CudaBackend(JCudaDevice.open(o), Integer.getInteger(TASKS_PER_GPU, 2)));
+    return INSTANCES.computeIfAbsent(ordinal, o -> {
+      CudaBackend b = new CudaBackend(JCudaDevice.open(o), Integer.getInteger(TASKS_PER_GPU, 2));
+      b.selfCheck(Backends.cpu());
+      return b;
+    });
+  }
+
+  /**
+   * Quantizes small synthetic shards of each recipe here and on {@code cpu}; a recipe whose parts or
+   * verification sums differ, or whose kernel fails, runs on the CPU from then on. Returns those
+   * recipes with the reason, also logged as a warning.
+   */
+  Map<Recipe, String> selfCheck(Backend cpu) {
+    Random r = new Random(5);
+    List<Tensor> samples = new ArrayList<>();
+    for (DType d : new DType[] {DType.BF16, DType.F16, DType.F32}) {
+      float[] v = new float[64 * 512];
+      for (int i = 0; i < v.length; i++) {
+        v[i] = (float) (r.nextGaussian() * (i % 512 == 7 ? 30 : 1) * Math.pow(10, (i / 512) % 5 - 3));
+      }
+      samples.add(Tensor.fromFloats(d, new long[] {64, 512}, v));
+    }
+    for (Recipe recipe : new ArrayList<>(recipes.keySet())) {
+      QuantConfig c = QuantConfig.of(recipe);
+      String problem = null;
+      for (Tensor w : samples) {
+        if (problem != null || recipe.kernel().refusal(w.rows(), w.cols(), w.dtype(), c) != null) {
+          continue;
+        }
+        try {
+          problem = compare(cpu, w, c);
+        } catch (RuntimeException e) {
+          problem = "the kernel failed: " + e;
+        }
+      }
+      if (problem != null) {
+        recipes.remove(recipe);
+        disabled.put(recipe, problem);
+        LOG.log(System.Logger.Level.WARNING, "shardquant: the CUDA kernel for " + recipe.cliName() + " on " + device.description()
+            + " disagrees with the CPU (" + problem + "); " + recipe.cliName() + " runs on the CPU");
+      }
+    }
+    return Map.copyOf(disabled);
+  }
+
+  private String compare(Backend cpu, Tensor w, QuantConfig c) {
+    GlobalStats g = GlobalStats.NONE;
+    if (c.recipe() == Recipe.NF4) {
+      float[] want = cpu.nf4BlockAbsmax(w);
+      float[] got = nf4BlockAbsmax(w);
+      if (!java.util.Arrays.equals(want, got)) {
+        return "NF4 block absmax of a " + w + " differs";
+      }
+      g = new GlobalStats(Nf4Ref.scalerMean(w.dtype(), want));
+    }
+    QuantStats wantStats = new QuantStats();
+    QuantizedTensor want = cpu.quantize(w, c, g, wantStats);
+    QuantStats gotStats = new QuantStats();
+    QuantizedTensor got = quantize(w, c, g, gotStats);
+    for (Map.Entry<String, Tensor> e : want.parts().entrySet()) {
+      Tensor other = got.parts().get(e.getKey());
+      ByteBuffer a = e.getValue().bytes();
+      if (other == null || a.mismatch(other.bytes()) >= 0) {
+        return "part " + e.getKey() + " of a " + w + " differs";
+      }
+    }
+    return wantStats.equals(gotStats) ? null : "the verification sums of a " + w + " differ";
+  }
+
+  /** Recipes that run on the CPU on this backend: no kernel, or a failed {@link #selfCheck}. */
+  public List<String> cpuOnly() {
+    List<String> out = new ArrayList<>();
+    for (Recipe r : Recipe.values()) {
+      if (!recipes.containsKey(r)) {
+        out.add(r.cliName() + (disabled.containsKey(r) ? " (self-check failed)" : ""));
+      }
+    }
+    return out;
   }
 
   public CudaDevice device() {
     return device;
+  }
+
+  /** tinygemm int4 layout conversion and dequantization on this backend's device. */
+  public CudaInt4Repack int4Repack() {
+    return new CudaInt4Repack(gpu);
+  }
+
+  /** Every part of host tensor {@code q} copied to this backend's device, bytes unchanged (close the result). */
+  public CudaQuantizedTensor toDevice(QuantizedTensor q) {
+    return CudaQuantizedTensor.upload(gpu, q);
   }
 
   public int tasksPerGpu() {

@@ -11,6 +11,8 @@ import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
@@ -35,6 +37,9 @@ public final class JCudaDevice implements CudaDevice {
   private final Map<String, CUfunction> functions = new HashMap<>();
   private final Map<Long, ArrayDeque<CUdeviceptr>> freeDevice = new HashMap<>();
   private final Map<Long, ArrayDeque<Pointer>> freePinned = new HashMap<>();
+  /** Start and end events around each launch while {@link #timeKernels} is on (for bench). */
+  private final java.util.List<CUevent[]> timed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+  private volatile boolean timing;
 
   private JCudaDevice(int ordinal, int arch) {
     this.ordinal = ordinal;
@@ -122,21 +127,32 @@ public final class JCudaDevice implements CudaDevice {
       p = new Pointer();
       JCudaDriver.cuMemHostAlloc(p, size, 0);
     }
-    Pointer pinned = p;
-    ByteBuffer view = p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
-    return new Pinned() {
-      @Override
-      public ByteBuffer buffer() {
-        return view;
-      }
+    return new JPinned(p, size, p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN));
+  }
 
-      @Override
-      public void close() {
-        synchronized (freePinned) {
-          freePinned.computeIfAbsent(size, k -> new ArrayDeque<>()).push(pinned);
-        }
+  /** Pinned memory: the driver's pointer (what async copies take) and a buffer view of it. */
+  private final class JPinned implements Pinned {
+    final Pointer ptr;
+    final long sizeClass;
+    final ByteBuffer view;
+
+    JPinned(Pointer ptr, long sizeClass, ByteBuffer view) {
+      this.ptr = ptr;
+      this.sizeClass = sizeClass;
+      this.view = view;
+    }
+
+    @Override
+    public ByteBuffer buffer() {
+      return view;
+    }
+
+    @Override
+    public void close() {
+      synchronized (freePinned) {
+        freePinned.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(ptr);
       }
-    };
+    }
   }
 
   @Override
@@ -150,14 +166,14 @@ public final class JCudaDevice implements CudaDevice {
   @Override
   public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
     current();
-    Pointer from = Pointer.to(src.buffer()).withByteOffset(srcOffset);
+    Pointer from = ((JPinned) src).ptr.withByteOffset(srcOffset);
     JCudaDriver.cuMemcpyHtoDAsync(device(dst), from, bytes, ((JStream) s).stream);
   }
 
   @Override
   public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
     current();
-    Pointer to = Pointer.to(dst.buffer()).withByteOffset(dstOffset);
+    Pointer to = ((JPinned) dst).ptr.withByteOffset(dstOffset);
     JCudaDriver.cuMemcpyDtoHAsync(to, device(src), bytes, ((JStream) s).stream);
   }
 
@@ -186,8 +202,41 @@ public final class JCudaDevice implements CudaDevice {
         throw new IllegalArgumentException("kernel argument " + i + " of " + kernel + " is a " + a.getClass().getName());
       }
     }
-    JCudaDriver.cuLaunchKernel(f, gridX, 1, 1, blockX, 1, 1, dynamicSharedBytes, ((JStream) s).stream,
-        Pointer.to(params), null);
+    CUstream stream = ((JStream) s).stream;
+    CUevent[] events = timing ? new CUevent[] {new CUevent(), new CUevent()} : null;
+    if (events != null) {
+      JCudaDriver.cuEventCreate(events[0], CUevent_flags.CU_EVENT_DEFAULT);
+      JCudaDriver.cuEventCreate(events[1], CUevent_flags.CU_EVENT_DEFAULT);
+      JCudaDriver.cuEventRecord(events[0], stream);
+    }
+    JCudaDriver.cuLaunchKernel(f, gridX, 1, 1, blockX, 1, 1, dynamicSharedBytes, stream, Pointer.to(params), null);
+    if (events != null) {
+      JCudaDriver.cuEventRecord(events[1], stream);
+      timed.add(events);
+    }
+  }
+
+  /** Starts or stops timing every kernel launch with CUDA events (bench's kernel-only figure). */
+  public void timeKernels(boolean on) {
+    timing = on;
+  }
+
+  /** The GPU time of the kernels launched while timing was on, in seconds, summed; resets the sum. */
+  public double takeKernelSeconds() {
+    current();
+    double ms = 0;
+    synchronized (timed) {
+      for (CUevent[] e : timed) {
+        JCudaDriver.cuEventSynchronize(e[1]);
+        float[] elapsed = {0};
+        JCudaDriver.cuEventElapsedTime(elapsed, e[0], e[1]);
+        ms += elapsed[0];
+        JCudaDriver.cuEventDestroy(e[0]);
+        JCudaDriver.cuEventDestroy(e[1]);
+      }
+      timed.clear();
+    }
+    return ms / 1e3;
   }
 
   @Override

@@ -97,6 +97,16 @@ public final class CudaDifferential {
     assertNoLeaks(cuda);
   }
 
+  /** {@code b} gives the reference's parts and stats for {@code rows}, on whichever device it chose. */
+  public static void assertSameAsCpu(CudaBackend b, Tensor rows, QuantConfig c) {
+    QuantStats want = new QuantStats();
+    QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(rows, c, GlobalStats.NONE, want);
+    QuantStats got = new QuantStats();
+    QuantizedTensor q = b.quantize(rows, c, GlobalStats.NONE, got);
+    ref.parts().forEach((name, t) -> SimdDifferential.assertBytes(t, q.part(name), c + " part " + name));
+    assertEquals(want, got, c + " stats");
+  }
+
   /** Both backends refuse {@code rows} with the same message, and the CUDA one leaves the stats alone. */
   public static void assertSameRefusal(CudaBackend cuda, Tensor rows, QuantConfig c) {
     IllegalArgumentException want = assertThrows(IllegalArgumentException.class,

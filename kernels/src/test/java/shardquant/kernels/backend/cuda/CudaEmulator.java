@@ -17,8 +17,10 @@ import java.util.stream.Stream;
  * src/test/cuda-emu/README.md.
  */
 final class CudaEmulator {
-  static final Path CUDA_SOURCES = Path.of("src/main/cuda");
-  static final Path EMU_SOURCES = Path.of("src/test/cuda-emu");
+  /** The kernels module: the working directory of its tests, or ../kernels for another module's. */
+  private static final Path MODULE = Files.isDirectory(Path.of("src/test/cuda-emu")) ? Path.of("") : Path.of("../kernels");
+  static final Path CUDA_SOURCES = MODULE.resolve("src/main/cuda");
+  static final Path EMU_SOURCES = MODULE.resolve("src/test/cuda-emu");
   static final Path BINARY = Path.of("target/cuda-emu/sq-emu");
   private static String problem;
   private static boolean built;

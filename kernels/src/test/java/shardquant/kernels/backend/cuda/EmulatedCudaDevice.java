@@ -22,7 +22,7 @@ import java.util.concurrent.TimeUnit;
  * synchronizing gets wrong bytes here, as it could on a GPU. A launch ships the buffers its pointers
  * name to the emulator and takes them back.
  */
-final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
+public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   private static final int MAGIC = 0x4B4C5153;
   private static final long LAUNCH_TIMEOUT_S = 300;
 
@@ -37,12 +37,12 @@ final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   }
 
   /** Kernel launches so far (tests check their host code really used the device). */
-  synchronized long launches() {
+  public synchronized long launches() {
     return launches;
   }
 
   /** Device allocations not yet closed (tests check nothing leaks, also on failure paths). */
-  synchronized long liveAllocations() {
+  public synchronized long liveAllocations() {
     return liveAllocations;
   }
 

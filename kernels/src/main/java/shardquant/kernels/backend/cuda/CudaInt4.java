@@ -1,0 +1,100 @@
+package shardquant.kernels.backend.cuda;
+
+import java.nio.ByteBuffer;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.AffineSpec;
+import shardquant.kernels.quant.Device;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.PartSpec;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.quant.RecipeKernel;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * int4-tile-packed and int4-cpu (tinygemm asymmetric int4): {@code int4_tile_packed} and {@code int4_cpu}
+ * (src/main/cuda/int4_tinygemm.cu), blocks of 64 rows, one fused pass writing qdata in its packed layout and
+ * scale_and_zero in place. Part shapes, and tile-packed's padding of N to 8 and K to 1024, come from the
+ * recipe's {@link RecipeKernel#parts}; a shape or dtype the recipe refuses goes to the CPU backend, which
+ * refuses it with the reference's message.
+ */
+final class CudaInt4 implements CudaRecipe {
+  private static final int THREADS = 256;
+  private static final int ROWS_PER_BLOCK = 64;
+
+  /** Which packed layout: the recipe's row unit and kernel. */
+  enum Layout {
+    TILE_PACKED(8, "int4_tile_packed"),
+    CPU(64, "int4_cpu");
+
+    final int rowUnit;
+    final String kernel;
+
+    Layout(int rowUnit, String kernel) {
+      this.rowUnit = rowUnit;
+      this.kernel = kernel;
+    }
+  }
+
+  private final Layout layout;
+
+  CudaInt4(Layout layout) {
+    this.layout = layout;
+  }
+
+  @Override
+  public QuantizedTensor quantize(Gpu gpu, Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
+    RecipeKernel recipe = c.recipe().kernel();
+    if (recipe.refusal(rows.rows(), rows.cols(), rows.dtype(), c) != null || rows.rows() == 0 || rows.cols() == 0) {
+      return null; // the CPU backend refuses it as the reference does
+    }
+    int realRows = Math.toIntExact(rows.rows());
+    int cols = Math.toIntExact(rows.cols());
+    List<PartSpec> specs = recipe.parts(rows.rows(), rows.cols(), rows.dtype(), c);
+    PartSpec qSpec = specs.get(0);
+    PartSpec szSpec = specs.get(1);
+    int n = Math.toIntExact(szSpec.shape()[1]);
+    int k = Math.toIntExact(szSpec.shape()[0] * c.groupSize());
+    int group = c.groupSize();
+    float eps = (float) AffineSpec.defaultEps(DType.BF16);
+    CudaDevice dev = gpu.device();
+    try (CudaShard shard = gpu.shard(rows)) {
+      long qBytes = Tensor.numel(qSpec.shape()) * qSpec.dtype().byteSize();
+      long szBytes = Tensor.numel(szSpec.shape()) * szSpec.dtype().byteSize();
+      CudaDevice.Memory q = shard.alloc(qBytes);
+      CudaDevice.Memory sz = shard.alloc(szBytes);
+      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * realRows);
+      CudaDevice.Memory inputBad = shard.alloc(4L * realRows);
+      shard.uploadAndRun(layout.rowUnit, (s, r0, r1) -> {
+        if (layout == Layout.TILE_PACKED) {
+          int end = Math.toIntExact(roundUp(r1, 8)); // the last chunk takes the padding rows too
+          dev.launch(s, layout.kernel, CudaKernels.blocks(end - r0, ROWS_PER_BLOCK), THREADS, 0, shard.input(), cols,
+              realRows, n, k, group, r0, end, eps, q, sz, rowStats, inputBad);
+        } else {
+          dev.launch(s, layout.kernel, CudaKernels.blocks(r1 - r0, ROWS_PER_BLOCK), THREADS, 0, shard.input(), n, k,
+              group, r0, r1, eps, q, sz, rowStats, inputBad);
+        }
+      });
+      ByteBuffer bad = shard.download(inputBad, 0, 4L * realRows);
+      for (int r = 0; r < realRows; r++) {
+        if (bad.getInt(4 * r) != 0) {
+          return null; // NaN or infinity: the CPU backend refuses it with the reference's message
+        }
+      }
+      // Non-finite dequantized values of finite input (a group spanning ±bf16 max) are the reference's too.
+      shard.downloadStats(rowStats).addTo(stats, cols);
+      Map<String, Tensor> parts = new LinkedHashMap<>();
+      parts.put(qSpec.name(), shard.downloadTensor(q, 0, qSpec.dtype(), qSpec.shape()));
+      parts.put(szSpec.name(), shard.downloadTensor(sz, 0, szSpec.dtype(), szSpec.shape()));
+      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    }
+  }
+
+  private static long roundUp(long x, long multiple) {
+    return (x + multiple - 1) / multiple * multiple;
+  }
+}

@@ -1,0 +1,52 @@
+package shardquant.exec;
+
+import java.util.Map;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import org.apache.spark.resource.ResourceInformation;
+import shardquant.kernels.backend.Backend;
+import shardquant.kernels.backend.Backends;
+import shardquant.kernels.backend.cuda.CudaBackend;
+import shardquant.kernels.backend.cuda.CudaDevices;
+
+/**
+ * The GPU a Spark task runs on, by the spark-rapids conventions: where the cluster schedules GPUs
+ * ({@code spark.executor.resource.gpu.amount}, {@code spark.task.resource.gpu.amount}), the task's
+ * {@code TaskContext.resources()} name its GPU, mapped to a CUDA ordinal through this executor's
+ * {@code CUDA_VISIBLE_DEVICES}; in local mode and on clusters that schedule no GPUs (setting GPU
+ * resources in local mode makes it hang), device 0.
+ */
+public final class TaskGpu {
+  private TaskGpu() {}
+
+  /** Spark setting: shards on one GPU at once (CudaBackend's {@code shardquant.cuda.tasksPerGpu}, default 2). */
+  public static final String TASKS_PER_GPU = "spark.shardquant.cuda.tasksPerGpu";
+
+  /** The backend named {@code backend} for the running task, on the task's GPU where it uses one. */
+  static Backend backend(String backend) {
+    SparkEnv env = SparkEnv.get();
+    if (env != null && System.getProperty(CudaBackend.TASKS_PER_GPU) == null) {
+      scala.Option<String> limit = env.conf().getOption(TASKS_PER_GPU);
+      if (limit.isDefined()) {
+        System.setProperty(CudaBackend.TASKS_PER_GPU, limit.get()); // read once, when this JVM's GPU backend starts
+      }
+    }
+    return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")));
+  }
+
+  static int ordinal(TaskContext task, String cudaVisibleDevices) {
+    if (task == null) {
+      return 0;
+    }
+    return ordinal(scala.jdk.javaapi.CollectionConverters.asJava(task.resources()), cudaVisibleDevices);
+  }
+
+  /** The CUDA ordinal of the first GPU in {@code resources}, or 0 when the task was given none. */
+  static int ordinal(Map<String, ResourceInformation> resources, String cudaVisibleDevices) {
+    ResourceInformation gpu = resources.get("gpu");
+    if (gpu == null || gpu.addresses().length == 0) {
+      return 0;
+    }
+    return CudaDevices.ordinalFor(gpu.addresses()[0], cudaVisibleDevices);
+  }
+}

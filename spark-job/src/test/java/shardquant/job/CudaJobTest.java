@@ -1,0 +1,70 @@
+package shardquant.job;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+import shardquant.JobTestSupport;
+import shardquant.JobTestSupport.Run;
+import shardquant.commit.OutputDir;
+import shardquant.kernels.backend.cuda.CudaBackend;
+import shardquant.kernels.backend.cuda.EmulatedCudaDevice;
+import shardquant.kernels.quant.Recipe;
+
+/**
+ * Whole jobs on the CUDA backend, without a GPU: the CUDA emulator is installed as this JVM's device 0
+ * (local-mode executors share the JVM), and each recipe with a CUDA kernel is quantized with
+ * {@code --backend cuda} in many small shards on concurrent tasks. The output must equal the CPU
+ * backend's byte for byte, every tensor's report must name cuda, and the kernels must have run.
+ */
+class CudaJobTest {
+  private static EmulatedCudaDevice device;
+  private static CudaBackend cuda;
+
+  @BeforeAll
+  static void installEmulator() {
+    device = new EmulatedCudaDevice();
+    cuda = CudaBackend.install(0, device);
+  }
+
+  @AfterAll
+  static void uninstall() {
+    CudaBackend.uninstall(0);
+    device.close();
+  }
+
+  static List<String> recipes() {
+    return java.util.Arrays.stream(Recipe.values()).map(Recipe::cliName).toList();
+  }
+
+  @ParameterizedTest
+  @MethodSource("recipes")
+  void cudaWritesTheCpuBytes(String recipe, @TempDir Path tmp) throws Exception {
+    Recipe r = Recipe.fromCliName(recipe);
+    assumeTrue(cuda.nameFor(r).equals("cuda"), recipe + " has no CUDA kernel");
+    Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
+    long launches = device.launches();
+    Run gpu = JobTestSupport.quantize(input, tmp.resolve("cuda"), "--recipe", recipe, "--backend", "cuda",
+        "--shard-bytes", "65536");
+    assertEquals(0, gpu.status(), gpu::toString);
+    Run cpu = JobTestSupport.quantize(input, tmp.resolve("cpu"), "--recipe", recipe, "--backend", "cpu");
+    assertEquals(0, cpu.status(), cpu::toString);
+    assertEquals(JobTestSupport.storedTensors(tmp.resolve("cpu")), JobTestSupport.storedTensors(tmp.resolve("cuda")), recipe);
+    assertTrue(device.launches() > launches, "no kernel ran");
+    JsonNode report = new ObjectMapper().readTree(tmp.resolve("cuda").resolve(OutputDir.REPORT).toFile());
+    List<String> backends = new ArrayList<>();
+    report.findValues("backend").forEach(b -> backends.add(b.asText()));
+    assertTrue(backends.contains("cuda"), backends.toString());
+    assertTrue(backends.stream().allMatch(b -> b.equals("cuda") || b.equals("copy")), backends.toString());
+  }
+}
