@@ -64,6 +64,7 @@ public final class CudaBackend implements Backend {
     recipes.put(Recipe.INT4_CPU, new CudaInt4(CudaInt4.Layout.CPU));
     recipes.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new CudaIntx());
     recipes.put(Recipe.INTX_WEIGHT_ONLY, new CudaIntx());
+    recipes.put(Recipe.NF4, new CudaNf4());
   }
 
   /** The backend on CUDA device 0. */
@@ -220,7 +221,17 @@ public final class CudaBackend implements Backend {
 
   @Override
   public float[] nf4BlockAbsmax(Tensor rows) {
-    return Backends.cpu().nf4BlockAbsmax(rows);
+    if (!(recipes.get(Recipe.NF4) instanceof CudaNf4 nf4) || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
+      return Backends.cpu().nf4BlockAbsmax(rows);
+    }
+    float[] absmax;
+    slots.acquireUninterruptibly();
+    try {
+      absmax = nf4.blockAbsmax(gpu, rows);
+    } finally {
+      slots.release();
+    }
+    return absmax != null ? absmax : Backends.cpu().nf4BlockAbsmax(rows);
   }
 
   @Override

@@ -23,7 +23,8 @@ public final class CudaModules {
       "int8_rowwise", List.of("int8_rowwise"),
       "int4_tinygemm", List.of("int4_tile_packed", "int4_cpu"),
       "int4_unpack", List.of("int4_unpack_codes", "int4_pack_codes", "int4_unpack_scale_zero", "int4_pack_scale_zero", "int4_dequantize"),
-      "intx_groupwise", List.of("intx_groupwise"));
+      "intx_groupwise", List.of("intx_groupwise"),
+      "nf4", List.of("nf4_block_absmax", "nf4_quantize", "nf4_stats"));
 
   static final List<String> MODULES = MODULES_AND_KERNELS.keySet().stream().sorted().toList();
 

@@ -1,0 +1,180 @@
+package shardquant.kernels.backend.cuda;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Device;
+import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.Nf4Ref;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.tensor.Tensor;
+import shardquant.kernels.verify.QuantStats;
+
+/**
+ * nf4 ({@link Nf4Ref}; layout on {@link shardquant.kernels.quant.Nf4Tensor}): {@code nf4_block_absmax}
+ * for the job's first pass, {@code nf4_quantize} (one thread block per group of 64 x 256 elements) and
+ * {@code nf4_stats} (eight lanes per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
+ * the kernels do not take (a bad shape, a missing or foreign-dtype mean, NaN or infinite weights) go to
+ * the CPU backend, which computes them or refuses them with the reference's message.
+ */
+final class CudaNf4 implements CudaRecipe {
+  private static final int BLOCK = Nf4Ref.BLOCK_SIZE;
+  private static final int SCALER_BLOCK = Nf4Ref.SCALER_BLOCK_SIZE;
+  private static final int GROUP = Nf4Ref.SHARD_ALIGNMENT;
+  private static final int CODES = 16;
+  private static final int THREADS = 256;
+  private static final int WARPS_PER_BLOCK = THREADS / 32;
+  /** nf4_stats: eight lanes per row. */
+  private static final int STATS_ROWS_PER_BLOCK = THREADS / 8;
+  /** The kernels' params buffer: the 15 thresholds, then the 16 table values (nf4.cu). */
+  private static final int PARAMS = 32;
+
+  private static final Map<DType, float[]> PARAMS_BY_DTYPE = new EnumMap<>(DType.class);
+
+  static {
+    for (DType d : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+      float[] p = new float[PARAMS];
+      System.arraycopy(thresholds(d), 0, p, 0, CODES - 1);
+      System.arraycopy(Nf4Ref.table(d), 0, p, CODES - 1, CODES);
+      PARAMS_BY_DTYPE.put(d, p);
+    }
+  }
+
+  /**
+   * {@code c_1 .. c_15}: {@code c_i} is the smallest float32 quotient {@code x / absmax} in [-1, 1] whose
+   * {@link Nf4Ref#code} is at least {@code i}. The reference code is a non-decreasing step function of
+   * the quotient (SimdNf4's class comment; SimdNf4Test checks it on every half value and around every
+   * float32 threshold), so the number of thresholds at or below a quotient is its code; bisecting the
+   * reference's own function puts ties and midpoints where the reference puts them.
+   */
+  static float[] thresholds(DType dtype) {
+    float[] c = new float[CODES - 1];
+    for (int code = 1; code < CODES; code++) {
+      int lo = orderKey(-1f); // code(-1) = 0
+      int hi = orderKey(1f); // code(1) = 15
+      while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        if (Nf4Ref.code(fromOrderKey(mid), dtype) >= code) {
+          hi = mid;
+        } else {
+          lo = mid;
+        }
+      }
+      c[code - 1] = fromOrderKey(hi);
+    }
+    return c;
+  }
+
+  /** An int that orders as the float does (-0.0 just below +0.0); its own inverse. */
+  private static int orderKey(float f) {
+    int bits = Float.floatToRawIntBits(f);
+    return bits ^ ((bits >> 31) & 0x7fffffff);
+  }
+
+  private static float fromOrderKey(int key) {
+    return Float.intBitsToFloat(key ^ ((key >> 31) & 0x7fffffff));
+  }
+
+  /**
+   * The first pass, {@link Nf4Ref#blockAbsmax} of a 2-D floating shard; null when the CPU backend must
+   * answer instead (no whole blocks, no elements, or a NaN or infinite weight, which it refuses).
+   */
+  float[] blockAbsmax(Gpu gpu, Tensor rows) {
+    long numel = rows.numel();
+    if (numel == 0 || numel % BLOCK != 0) {
+      return null;
+    }
+    int k = Math.toIntExact(rows.cols());
+    int blocks = Math.toIntExact(numel / BLOCK);
+    CudaDevice dev = gpu.device();
+    try (CudaShard shard = gpu.shard(rows)) {
+      CudaDevice.Memory absmax = shard.alloc(4L * blocks);
+      int dtype = CudaKernels.dtype(rows.dtype());
+      int rowUnit = BLOCK / gcd(BLOCK, k); // chunks of whole blocks
+      shard.uploadAndRun(rowUnit, (s, r0, r1) -> {
+        int b0 = Math.toIntExact((long) r0 * k / BLOCK);
+        int b1 = Math.toIntExact((long) r1 * k / BLOCK);
+        dev.launch(s, "nf4_block_absmax", CudaKernels.blocks(b1 - b0, WARPS_PER_BLOCK), THREADS, 0,
+            shard.input(), dtype, b0, b1, absmax);
+      });
+      float[] out = new float[blocks];
+      shard.download(absmax, 0, 4L * blocks).asFloatBuffer().get(out);
+      for (float m : out) {
+        if (!(m <= Float.MAX_VALUE)) {
+          return null;
+        }
+      }
+      return out;
+    }
+  }
+
+  @Override
+  public QuantizedTensor quantize(Gpu gpu, Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
+    DType d = rows.dtype();
+    float mean = global.scalerMean();
+    long numel = rows.numel();
+    if (numel == 0 || numel % GROUP != 0 || !Float.isFinite(mean) || d.round(mean) != mean) {
+      return null; // the CPU backend computes it, or says what is wrong
+    }
+    int n = Math.toIntExact(rows.rows());
+    int k = Math.toIntExact(rows.cols());
+    int groups = Math.toIntExact(numel / GROUP);
+    int blocks = Math.toIntExact(numel / BLOCK);
+    CudaDevice dev = gpu.device();
+    try (CudaShard shard = gpu.shard(rows)) {
+      CudaDevice.Memory params = shard.alloc(4L * PARAMS);
+      upload(dev, PARAMS_BY_DTYPE.get(d), params);
+      CudaDevice.Memory data = shard.alloc(numel / 2);
+      CudaDevice.Memory qscalers = shard.alloc(blocks);
+      CudaDevice.Memory factors = shard.alloc((long) groups * d.byteSize());
+      CudaDevice.Memory scalerDq = shard.alloc(4L * blocks);
+      CudaDevice.Memory bad = shard.alloc(4L * groups);
+      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
+      int dtype = CudaKernels.dtype(d);
+      int rowUnit = GROUP / gcd(GROUP, k); // chunks of whole groups (Nf4Recipe.rowAlignment)
+      shard.uploadAndRun(rowUnit, (s, r0, r1) -> {
+        int g0 = Math.toIntExact((long) r0 * k / GROUP);
+        int g1 = Math.toIntExact((long) r1 * k / GROUP);
+        // a chunk holds whole groups, at least one
+        dev.launch(s, "nf4_quantize", g1 - g0, THREADS, 0,
+            shard.input(), dtype, g0, mean, params, data, qscalers, factors, scalerDq, bad);
+        dev.launch(s, "nf4_stats", CudaKernels.blocks(r1 - r0, STATS_ROWS_PER_BLOCK), THREADS, 0,
+            shard.input(), dtype, k, r0, r1, params, data, scalerDq, rowStats);
+      });
+      ByteBuffer badCounts = shard.download(bad, 0, 4L * groups);
+      for (int g = 0; g < groups; g++) {
+        if (badCounts.getInt(4 * g) != 0) {
+          return null; // NaN or infinite weights: the CPU backend refuses them, naming the element
+        }
+      }
+      CudaRowStats sums = shard.downloadStats(rowStats);
+      sums.addTo(stats, k);
+      Map<String, Tensor> parts = new LinkedHashMap<>();
+      parts.put("quantized_data", shard.downloadTensor(data, 0, DType.U8, numel / 2));
+      parts.put("scaler_mean", Tensor.fromFloats(d, new long[0], new float[] {mean}));
+      parts.put("quantization_factor", shard.downloadTensor(factors, 0, d, groups));
+      parts.put("quantized_scalers", shard.downloadTensor(qscalers, 0, DType.I8, blocks));
+      parts.put("nf4", Tensor.fromFloats(d, new long[] {CODES}, Nf4Ref.table(d)));
+      return new QuantizedTensor(c, rows.shape(), d, parts, Device.HOST);
+    }
+  }
+
+  /** Copies {@code values} into {@code dst} and waits for it (32 floats once per shard). */
+  private static void upload(CudaDevice dev, float[] values, CudaDevice.Memory dst) {
+    try (CudaDevice.Pinned pinned = dev.allocPinned(4L * values.length); CudaDevice.Stream s = dev.stream()) {
+      ByteBuffer b = pinned.buffer().duplicate().order(ByteOrder.LITTLE_ENDIAN);
+      b.clear();
+      b.asFloatBuffer().put(values);
+      dev.copyToDevice(pinned, 0, dst.at(0), 4L * values.length, s);
+      dev.synchronize(s);
+    }
+  }
+
+  private static int gcd(int a, int b) {
+    return b == 0 ? a : gcd(b, a % b);
+  }
+}
