@@ -379,4 +379,38 @@ public final class Nf4Ref {
   private static int ceilLog2(long x) {
     return x <= 2 ? 1 : 64 - Long.numberOfLeadingZeros(x - 1);
   }
+
+  /**
+   * {@code c_1 .. c_15}: for each code, the smallest float32 quotient {@code x / absmax} in (-1, 1] whose
+   * {@link #code} is at least it, for {@code dtype}'s table and rounding. The code of a quotient is then
+   * the number of thresholds at or below it, which is how the SIMD and CUDA kernels pick codes: found by
+   * bisecting this reference's own {@code code}, so ties and midpoints fall where the reference puts them.
+   */
+  public static float[] codeThresholds(DType dtype) {
+    float[] c = new float[15];
+    for (int code = 1; code < 16; code++) {
+      int lo = orderKey(-1f); // code(-1) = 0
+      int hi = orderKey(1f); // code(1) = 15
+      while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        if (code(fromOrderKey(mid), dtype) >= code) {
+          hi = mid;
+        } else {
+          lo = mid;
+        }
+      }
+      c[code - 1] = fromOrderKey(hi);
+    }
+    return c;
+  }
+
+  /** An int that orders as the float does (-0.0 just below +0.0); {@link #fromOrderKey} inverts it. */
+  public static int orderKey(float f) {
+    int bits = Float.floatToRawIntBits(f);
+    return bits ^ ((bits >> 31) & 0x7fffffff);
+  }
+
+  public static float fromOrderKey(int key) {
+    return Float.intBitsToFloat(key ^ ((key >> 31) & 0x7fffffff));
+  }
 }

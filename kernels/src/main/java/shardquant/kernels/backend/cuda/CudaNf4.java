@@ -38,46 +38,14 @@ final class CudaNf4 implements CudaRecipe {
   static {
     for (DType d : new DType[] {DType.F32, DType.BF16, DType.F16}) {
       float[] p = new float[PARAMS];
-      System.arraycopy(thresholds(d), 0, p, 0, CODES - 1);
+      System.arraycopy(Nf4Ref.codeThresholds(d), 0, p, 0, CODES - 1);
       System.arraycopy(Nf4Ref.table(d), 0, p, CODES - 1, CODES);
       PARAMS_BY_DTYPE.put(d, p);
     }
   }
 
-  /**
-   * {@code c_1 .. c_15}: {@code c_i} is the smallest float32 quotient {@code x / absmax} in [-1, 1] whose
-   * {@link Nf4Ref#code} is at least {@code i}. The reference code is a non-decreasing step function of
-   * the quotient (SimdNf4's class comment; SimdNf4Test checks it on every half value and around every
-   * float32 threshold), so the number of thresholds at or below a quotient is its code; bisecting the
-   * reference's own function puts ties and midpoints where the reference puts them.
-   */
-  static float[] thresholds(DType dtype) {
-    float[] c = new float[CODES - 1];
-    for (int code = 1; code < CODES; code++) {
-      int lo = orderKey(-1f); // code(-1) = 0
-      int hi = orderKey(1f); // code(1) = 15
-      while (hi - lo > 1) {
-        int mid = lo + (hi - lo) / 2;
-        if (Nf4Ref.code(fromOrderKey(mid), dtype) >= code) {
-          hi = mid;
-        } else {
-          lo = mid;
-        }
-      }
-      c[code - 1] = fromOrderKey(hi);
-    }
-    return c;
-  }
 
-  /** An int that orders as the float does (-0.0 just below +0.0); its own inverse. */
-  private static int orderKey(float f) {
-    int bits = Float.floatToRawIntBits(f);
-    return bits ^ ((bits >> 31) & 0x7fffffff);
-  }
 
-  private static float fromOrderKey(int key) {
-    return Float.intBitsToFloat(key ^ ((key >> 31) & 0x7fffffff));
-  }
 
   /**
    * The first pass, {@link Nf4Ref#blockAbsmax} of a 2-D floating shard; null when the CPU backend must

@@ -42,39 +42,12 @@ final class SimdNf4 implements SimdKernel {
   private static final int CODES = 16;
   private static final int LANES = SimdLoad.LANES;
 
-  private static final float[] F32_THRESHOLDS = thresholds(DType.F32);
-  private static final float[] BF16_THRESHOLDS = thresholds(DType.BF16);
-  private static final float[] F16_THRESHOLDS = thresholds(DType.F16);
+  private static final float[] F32_THRESHOLDS = Nf4Ref.codeThresholds(DType.F32);
+  private static final float[] BF16_THRESHOLDS = Nf4Ref.codeThresholds(DType.BF16);
+  private static final float[] F16_THRESHOLDS = Nf4Ref.codeThresholds(DType.F16);
 
-  /** {@code c_1 .. c_15} (see the class comment) for {@code dtype}'s table and rounding. */
-  static float[] thresholds(DType dtype) {
-    float[] c = new float[CODES - 1];
-    for (int code = 1; code < CODES; code++) {
-      // Smallest order key k in (key(-1), key(1)] with code(k) >= code; code(-1) = 0 and code(1) = 15.
-      int lo = orderKey(-1f);
-      int hi = orderKey(1f);
-      while (hi - lo > 1) {
-        int mid = lo + (hi - lo) / 2;
-        if (Nf4Ref.code(fromOrderKey(mid), dtype) >= code) {
-          hi = mid;
-        } else {
-          lo = mid;
-        }
-      }
-      c[code - 1] = fromOrderKey(hi);
-    }
-    return c;
-  }
 
-  /** An int that orders as the float does (-0.0 just below +0.0); its own inverse. */
-  static int orderKey(float f) {
-    int bits = Float.floatToRawIntBits(f);
-    return bits ^ ((bits >> 31) & 0x7fffffff);
-  }
 
-  static float fromOrderKey(int key) {
-    return Float.intBitsToFloat(key ^ ((key >> 31) & 0x7fffffff));
-  }
 
   private static float[] thresholdsFor(DType dtype) {
     return switch (dtype) {

@@ -353,7 +353,7 @@ class CudaNf4Test {
       List<Float> q = new java.util.ArrayList<>();
       if (d == DType.F32) {
         float[] table = Nf4Ref.table(d);
-        float[] c = CudaNf4.thresholds(d);
+        float[] c = Nf4Ref.codeThresholds(d);
         for (int i = 0; i < 16; i++) {
           float[] centres = i == 0 ? new float[] {table[0]} : new float[] {table[i], (table[i - 1] + table[i]) / 2, c[i - 1]};
           for (float centre : centres) {
@@ -393,7 +393,7 @@ class CudaNf4Test {
   @Test
   void thresholdsAreWhereTheReferenceCodeSteps() {
     for (DType d : SimdDifferential.FLOATS) {
-      float[] c = CudaNf4.thresholds(d);
+      float[] c = Nf4Ref.codeThresholds(d);
       for (int i = 1; i < 16; i++) {
         assertTrue(Nf4Ref.code(c[i - 1], d) >= i, d + " c_" + i);
         assertTrue(Nf4Ref.code(Math.nextDown(c[i - 1]), d) < i, d + " below c_" + i);

@@ -60,7 +60,7 @@ class SimdNf4Test {
   @ParameterizedTest
   @EnumSource(value = DType.class, names = {"BF16", "F16"})
   void theReferenceCodeStepsUpOverEveryHalfValue(DType d) {
-    float[] thresholds = SimdNf4.thresholds(d);
+    float[] thresholds = Nf4Ref.codeThresholds(d);
     float[] values = new float[1 << 16];
     int n = 0;
     for (int h = 0; h < 1 << 16; h++) {
@@ -86,7 +86,7 @@ class SimdNf4Test {
   @ParameterizedTest
   @EnumSource(value = DType.class, names = {"F32", "BF16", "F16"})
   void eachThresholdIsWhereTheReferenceCodeSteps(DType d) {
-    float[] thresholds = SimdNf4.thresholds(d);
+    float[] thresholds = Nf4Ref.codeThresholds(d);
     for (int i = 1; i < 16; i++) {
       float c = thresholds[i - 1];
       assertTrue(Nf4Ref.code(c, d) >= i, d + " c_" + i + " = " + c);
@@ -104,7 +104,7 @@ class SimdNf4Test {
    */
   @Test
   void float32CodesAroundEveryEntryMidpointAndThreshold() {
-    float[] thresholds = SimdNf4.thresholds(DType.F32);
+    float[] thresholds = Nf4Ref.codeThresholds(DType.F32);
     float[] table = Nf4Ref.table(DType.F32);
     List<Float> centres = new ArrayList<>();
     for (int i = 0; i < 16; i++) {
@@ -115,9 +115,9 @@ class SimdNf4Test {
       }
     }
     for (float centre : centres) {
-      int key = SimdNf4.orderKey(centre);
+      int key = Nf4Ref.orderKey(centre);
       for (int k = key - 4096; k <= key + 4096; k++) {
-        float q = SimdNf4.fromOrderKey(k);
+        float q = Nf4Ref.fromOrderKey(k);
         if (Math.abs(q) <= 1) {
           assertEquals(Nf4Ref.code(q, DType.F32), kernelCode(q, thresholds), "quotient " + q);
         }
