@@ -198,20 +198,17 @@ public final class CudaQuantizedTensor implements AutoCloseable {
    * Host-device copies on one stream through two pinned staging buffers of at most the chunk size: chunk i
    * goes through buffer i % 2, and a buffer is refilled only after the stream ran past its last upload.
    */
-  static final class Transfer implements AutoCloseable {
-    private final CudaDevice dev;
+  static final class Transfer extends DeviceScope {
     private final long chunk;
     private final CudaDevice.Stream stream;
     private final CudaDevice.Pinned[] staging = new CudaDevice.Pinned[2];
-    private final List<AutoCloseable> owned = new ArrayList<>();
     private long chunks;
 
     /** {@code largest}: the largest transfer expected, so small tensors get small staging buffers. */
     Transfer(Gpu gpu, long largest) {
-      this.dev = gpu.device();
+      super(gpu.device());
       this.chunk = Math.max(1, Math.min(gpu.chunkBytes(), largest));
-      this.stream = dev.stream();
-      owned.add(stream);
+      this.stream = newStream();
     }
 
     CudaDevice.Stream stream() {
@@ -220,8 +217,7 @@ public final class CudaQuantizedTensor implements AutoCloseable {
 
     private CudaDevice.Pinned staging(int i) {
       if (staging[i] == null) {
-        staging[i] = dev.allocPinned(chunk);
-        owned.add(staging[i]);
+        staging[i] = own(dev.allocPinned(chunk));
       }
       return staging[i];
     }
@@ -267,45 +263,11 @@ public final class CudaQuantizedTensor implements AutoCloseable {
 
     /** The first {@code bytes} bytes of {@code src} in a new heap buffer (waits for everything queued before). */
     ByteBuffer download(CudaDevice.Memory src, long bytes) {
-      ByteBuffer out = ByteBuffer.allocate(Math.toIntExact(bytes)).order(ByteOrder.LITTLE_ENDIAN);
-      CudaDevice.Pinned pinned = staging(0);
-      for (long done = 0; done < bytes; ) {
-        long n = Math.min(chunk, bytes - done);
-        dev.copyToHost(src.at(done), pinned, 0, n, stream);
-        dev.synchronize(stream);
-        ByteBuffer view = pinned.buffer().duplicate();
-        view.clear().limit(Math.toIntExact(n));
-        out.put(view);
-        done += n;
-      }
-      dev.synchronize(stream);
-      return out.flip();
+      return download(src, 0, bytes, staging(0), stream);
     }
 
     void synchronize() {
       dev.synchronize(stream);
-    }
-
-    @Override
-    public void close() {
-      RuntimeException first = null;
-      try {
-        dev.synchronize(stream); // nothing in flight may still read a staging buffer
-      } catch (RuntimeException e) {
-        first = e;
-      }
-      for (int i = owned.size() - 1; i >= 0; i--) {
-        try {
-          owned.get(i).close();
-        } catch (Exception e) {
-          if (first == null) {
-            first = e instanceof RuntimeException r ? r : new IllegalStateException(e);
-          }
-        }
-      }
-      if (first != null) {
-        throw first;
-      }
     }
   }
 

@@ -1,9 +1,6 @@
 package shardquant.kernels.backend.cuda;
 
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.util.ArrayList;
-import java.util.List;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 
@@ -17,7 +14,7 @@ import shardquant.kernels.tensor.Tensor;
  * kernels get the chunk's row range and write the shard's outputs in place, so the layout a kernel
  * writes never depends on how the shard was chunked.
  */
-final class CudaShard implements AutoCloseable {
+final class CudaShard extends DeviceScope {
   /** Host-to-device chunk size by default; a chunk is rounded to whole row units. */
   static final long CHUNK_BYTES = 8L << 20;
 
@@ -27,21 +24,19 @@ final class CudaShard implements AutoCloseable {
     void launch(CudaDevice.Stream s, int rowBegin, int rowEnd);
   }
 
-  private final CudaDevice dev;
   private final Tensor rows;
-  private final List<AutoCloseable> owned = new ArrayList<>();
   private final CudaDevice.Stream[] streams = new CudaDevice.Stream[2];
   private final CudaDevice.Memory input;
   private final long chunkBytes;
 
   CudaShard(CudaDevice dev, Tensor rows, long chunkBytes) {
-    this.dev = dev;
+    super(dev);
     this.rows = rows;
     this.chunkBytes = chunkBytes;
     boolean done = false;
     try {
       for (int i = 0; i < 2; i++) {
-        streams[i] = own(dev.stream());
+        streams[i] = newStream();
       }
       input = own(dev.alloc(Math.max(1, rows.byteSize())));
       done = true;
@@ -52,22 +47,12 @@ final class CudaShard implements AutoCloseable {
     }
   }
 
-  private <T extends AutoCloseable> T own(T t) {
-    owned.add(t);
-    return t;
-  }
-
   int rowCount() {
     return Math.toIntExact(rows.rows());
   }
 
   CudaDevice.Memory input() {
     return input;
-  }
-
-  /** Device memory freed with the shard. */
-  CudaDevice.Memory alloc(long bytes) {
-    return own(dev.alloc(Math.max(1, bytes)));
   }
 
   /**
@@ -109,31 +94,11 @@ final class CudaShard implements AutoCloseable {
     dev.synchronize(streams[0]);
   }
 
-  private void synchronizeAll() {
-    for (CudaDevice.Stream s : streams) {
-      dev.synchronize(s);
-    }
-  }
-
   /** Downloads {@code bytes} bytes of {@code src} from {@code offset} into a new heap buffer. */
   ByteBuffer download(CudaDevice.Memory src, long offset, long bytes) {
-    synchronizeAll();
-    ByteBuffer out = ByteBuffer.allocate(Math.toIntExact(bytes)).order(ByteOrder.LITTLE_ENDIAN);
-    if (bytes == 0) {
-      return out;
+    try (CudaDevice.Pinned pinned = dev.allocPinned(Math.max(1, Math.min(bytes, chunkBytes)))) {
+      return download(src, offset, bytes, pinned, streams[0]);
     }
-    try (CudaDevice.Pinned pinned = dev.allocPinned(Math.min(bytes, chunkBytes))) {
-      long step = Math.min(bytes, chunkBytes);
-      for (long done = 0; done < bytes; done += step) {
-        long n = Math.min(step, bytes - done);
-        dev.copyToHost(src.at(offset + done), pinned, 0, n, streams[0]);
-        dev.synchronize(streams[0]);
-        ByteBuffer view = pinned.buffer().duplicate();
-        view.clear().limit(Math.toIntExact(n));
-        out.put(view);
-      }
-    }
-    return out.flip();
   }
 
   /** A host tensor of {@code dtype} and {@code shape} from device bytes at {@code offset}. */
@@ -144,32 +109,5 @@ final class CudaShard implements AutoCloseable {
   /** The per-row stats the kernels wrote into {@code stats} ({@link CudaRowStats#BYTES} per row). */
   CudaRowStats downloadStats(CudaDevice.Memory stats) {
     return new CudaRowStats(download(stats, 0, (long) rowCount() * CudaRowStats.BYTES), rowCount());
-  }
-
-  @Override
-  public void close() {
-    RuntimeException first = null;
-    try {
-      for (CudaDevice.Stream s : streams) {
-        if (s != null) {
-          dev.synchronize(s); // nothing in flight may still use what is freed below
-        }
-      }
-    } catch (RuntimeException e) {
-      first = e;
-    }
-    for (int i = owned.size() - 1; i >= 0; i--) {
-      try {
-        owned.get(i).close();
-      } catch (Exception e) {
-        if (first == null) {
-          first = e instanceof RuntimeException r ? r : new IllegalStateException(e);
-        }
-      }
-    }
-    owned.clear();
-    if (first != null) {
-      throw first;
-    }
   }
 }
