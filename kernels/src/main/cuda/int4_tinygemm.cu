@@ -40,27 +40,15 @@
 #define I4_LAYOUT_TILE 0
 #define I4_LAYOUT_CPU 1
 
-// Min or max over the 8 lanes of a row slot (lanes 8s..8s+7); every lane of the warp calls it.
-SQ_DEVICE float i4_slot_min(float v) {
-  for (int off = 4; off > 0; off >>= 1) v = sq_min(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-SQ_DEVICE float i4_slot_max(float v) {
-  for (int off = 4; off > 0; off >>= 1) v = sq_max(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-SQ_DEVICE int i4_slot_sum(int v) {
-  for (int off = 4; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
+// A row slot is 8 lanes (8s..8s+7): its reductions are sq_group_*(v, 8).
 
 // Finishes the stat blocks of the warp's four row slots (slot s in lanes 8s..8s+7); every lane calls it.
 // rows[s] < 0: no stat block (padding or past the block).
 SQ_DEVICE void i4_finish_rows(const SqLane* mine, int clipped, int bad, const int* rows,
                               SqRowStats* __restrict__ stats, int* __restrict__ inputBad) {
   const int lane = threadIdx.x & 31;
-  clipped = i4_slot_sum(clipped);
-  bad = i4_slot_sum(bad);
+  clipped = sq_group_sum(clipped, 8);
+  bad = sq_group_sum(bad, 8);
   for (int s = 0; s < 4; s++) {
     double signal[8];
     double error[8];
@@ -132,8 +120,8 @@ SQ_DEVICE void i4_quantize(const void* __restrict__ x, int cols, int realRows, i
             mx = sq_max(mx, e);
           }
         }
-        mn = i4_slot_min(mn);
-        mx = i4_slot_max(mx);
+        mn = sq_group_min(mn, 8);
+        mx = sq_group_max(mx, 8);
         // _choose_qparams_affine_tinygemm: scale = clamp((max - min) / 15, eps), zero = min + scale * 8,
         // each op rounded to bf16; clamp_min compares in float32 and stores eps as bf16.
         float s = sq_round_bf16(__fdiv_rn(sq_round_bf16(__fsub_rn(mx, mn)), 15.0f));

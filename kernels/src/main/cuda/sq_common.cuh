@@ -158,19 +158,23 @@ struct SqRowStats {
   int pad;
 };
 
-// Warp-wide helpers: every lane of the warp must call them (the emulator checks).
-SQ_DEVICE float sq_warp_min(float v) {
-  for (int off = 16; off > 0; off >>= 1) v = sq_min(v, __shfl_xor_sync(0xffffffffu, v, off));
+// Reductions over aligned groups of `lanes` lanes (2, 4, 8, 16 or 32): every lane of the warp must call
+// them (the emulator checks), and each gets its group's result. The warp-wide ones are lanes = 32.
+SQ_DEVICE float sq_group_min(float v, int lanes) {
+  for (int off = lanes >> 1; off > 0; off >>= 1) v = sq_min(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
 }
-SQ_DEVICE float sq_warp_max(float v) {
-  for (int off = 16; off > 0; off >>= 1) v = sq_max(v, __shfl_xor_sync(0xffffffffu, v, off));
+SQ_DEVICE float sq_group_max(float v, int lanes) {
+  for (int off = lanes >> 1; off > 0; off >>= 1) v = sq_max(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
 }
-SQ_DEVICE int sq_warp_sum(int v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+SQ_DEVICE int sq_group_sum(int v, int lanes) {
+  for (int off = lanes >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
+SQ_DEVICE float sq_warp_min(float v) { return sq_group_min(v, 32); }
+SQ_DEVICE float sq_warp_max(float v) { return sq_group_max(v, 32); }
+SQ_DEVICE int sq_warp_sum(int v) { return sq_group_sum(v, 32); }
 
 // Finishes a stat block whose lanes 0..7 of this warp each hold one SqLane (lanes 8..31 pass anything);
 // every lane must call it. Lane 0 writes the block's sums, with clipped (already warp-summed) and the

@@ -35,8 +35,22 @@ public final class JCudaDevice implements CudaDevice {
   private final String description;
   private final CUcontext context = new CUcontext();
   private final Map<String, CUfunction> functions = new HashMap<>();
-  private final Map<Long, ArrayDeque<CUdeviceptr>> freeDevice = new HashMap<>();
-  private final Map<Long, ArrayDeque<Pointer>> freePinned = new HashMap<>();
+  private final Pool<CUdeviceptr> freeDevice = new Pool<>();
+  private final Pool<Pointer> freePinned = new Pool<>();
+
+  /** Freed allocations by size class, for reuse: cuMemAlloc and cuMemHostAlloc synchronize the device. */
+  private static final class Pool<T> {
+    private final Map<Long, ArrayDeque<T>> free = new HashMap<>();
+
+    synchronized T take(long sizeClass) {
+      ArrayDeque<T> q = free.get(sizeClass);
+      return q == null ? null : q.poll();
+    }
+
+    synchronized void give(long sizeClass, T t) {
+      free.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(t);
+    }
+  }
   /** Start and end events around each launch while {@link #timeKernels} is on (for bench). */
   private final java.util.List<CUevent[]> timed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
   private volatile boolean timing;
@@ -102,11 +116,7 @@ public final class JCudaDevice implements CudaDevice {
   public Memory alloc(long bytes) {
     current();
     long size = sizeClass(bytes);
-    CUdeviceptr p;
-    synchronized (freeDevice) {
-      ArrayDeque<CUdeviceptr> free = freeDevice.get(size);
-      p = free == null ? null : free.poll();
-    }
+    CUdeviceptr p = freeDevice.take(size);
     if (p == null) {
       p = new CUdeviceptr();
       JCudaDriver.cuMemAlloc(p, size);
@@ -118,11 +128,7 @@ public final class JCudaDevice implements CudaDevice {
   public Pinned allocPinned(long bytes) {
     current();
     long size = sizeClass(bytes);
-    Pointer p;
-    synchronized (freePinned) {
-      ArrayDeque<Pointer> free = freePinned.get(size);
-      p = free == null ? null : free.poll();
-    }
+    Pointer p = freePinned.take(size);
     if (p == null) {
       p = new Pointer();
       JCudaDriver.cuMemHostAlloc(p, size, 0);
@@ -149,9 +155,7 @@ public final class JCudaDevice implements CudaDevice {
 
     @Override
     public void close() {
-      synchronized (freePinned) {
-        freePinned.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(ptr);
-      }
+      freePinned.give(sizeClass, ptr);
     }
   }
 
@@ -267,9 +271,7 @@ public final class JCudaDevice implements CudaDevice {
 
     @Override
     public void close() {
-      synchronized (freeDevice) {
-        freeDevice.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(ptr);
-      }
+      freeDevice.give(sizeClass, ptr);
     }
   }
 
