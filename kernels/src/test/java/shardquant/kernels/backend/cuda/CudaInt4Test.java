@@ -20,7 +20,6 @@ import shardquant.kernels.GoldenFiles;
 import shardquant.kernels.backend.cuda.CudaDifferential.Target;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.simd.SimdDifferential;
-import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
@@ -87,12 +86,12 @@ class CudaInt4Test {
         check(cuda, SimdDifferential.edgeRows(DType.BF16, cols, r), new QuantConfig(Recipe.INT4_TILE_PACKED, g, 4),
             "edge rows");
       }
-      check(cuda, edgeMatrix(r, 96, 512), new QuantConfig(Recipe.INT4_TILE_PACKED, g, 4), "edge matrix");
-      check(cuda, edgeMatrix(r, 96, 512), new QuantConfig(Recipe.INT4_CPU, g, 4), "edge matrix");
+      check(cuda, SimdDifferential.tinygemmEdgeMatrix(r, 96, 512), new QuantConfig(Recipe.INT4_TILE_PACKED, g, 4), "edge matrix");
+      check(cuda, SimdDifferential.tinygemmEdgeMatrix(r, 96, 512), new QuantConfig(Recipe.INT4_CPU, g, 4), "edge matrix");
     }
     // finite input whose dequantized values are not (a group spanning ±bf16 max) stays on the GPU
     Gpu gpu = new Gpu(cuda.device(), CudaShard.CHUNK_BYTES);
-    Tensor edge = edgeMatrix(r, 16, 256);
+    Tensor edge = SimdDifferential.tinygemmEdgeMatrix(r, 16, 256);
     for (CudaInt4.Layout layout : CudaInt4.Layout.values()) {
       Recipe recipe = layout == CudaInt4.Layout.CPU ? Recipe.INT4_CPU : Recipe.INT4_TILE_PACKED;
       QuantStats stats = new QuantStats();
@@ -230,34 +229,4 @@ class CudaInt4Test {
     CudaDifferential.assertSameAsReference(cuda, rows, c, what);
   }
 
-  /**
-   * Rows of the edge cases, in turn: zeros, signed zeros, a constant, all negative, +-tiny, +-1e4, +-bf16 max
-   * (max - min overflows), bf16 max alone, 40x, outliers, bf16 subnormals, one non-zero element, gaussian.
-   */
-  private static Tensor edgeMatrix(Random r, int rows, int cols) {
-    float max = Float.intBitsToFloat(0x7f7f0000);
-    float[] v = new float[rows * cols];
-    for (int i = 0; i < rows; i++) {
-      for (int j = 0; j < cols; j++) {
-        double g = r.nextGaussian();
-        float x = switch (i % 13) {
-          case 0 -> 0f;
-          case 1 -> j % 3 == 0 ? -0f : 0f;
-          case 2 -> 3.25f;
-          case 3 -> (float) (-Math.abs(g) - 0.01);
-          case 4 -> (float) (g * 1e-8);
-          case 5 -> (float) (g * 1e4);
-          case 6 -> j % 2 == 0 ? max : -max;
-          case 7 -> j % 5 == 0 ? max : (float) g;
-          case 8 -> (float) (g * 40);
-          case 9 -> r.nextInt(200) == 0 ? (float) (g * 500) : (float) g;
-          case 10 -> Float.intBitsToFloat((r.nextInt(0x80) << 16) | (g < 0 ? 0x80000000 : 0));
-          case 11 -> j == cols / 2 ? -7.5f : 0f;
-          default -> (float) g;
-        };
-        v[i * cols + j] = Bf16.round(x);
-      }
-    }
-    return Tensor.fromFloats(DType.BF16, new long[] {rows, cols}, v);
-  }
 }

@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Random;
 import shardquant.kernels.GoldenFiles;
 import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
@@ -165,4 +166,35 @@ public final class SimdDifferential {
   }
 
   public record Golden(String name, Tensor w) {}
+
+  /**
+   * bf16 rows of the int4 (tinygemm) edge cases, in turn: zeros, signed zeros, a constant, all negative, +-tiny, +-1e4,
+   * +-max finite (max - min overflows: infinite scale, NaN codes), max finite alone, a row 40x its
+   * neighbour, 0.5% outliers, bf16 subnormals, one non-zero element, ordinary gaussian.
+   */
+  public static Tensor tinygemmEdgeMatrix(Random r, int rows, int cols) {
+    float[] v = new float[rows * cols];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        double g = r.nextGaussian();
+        float x = switch (i % 13) {
+          case 0 -> 0f;
+          case 1 -> j % 3 == 0 ? -0f : 0f;
+          case 2 -> 3.25f;
+          case 3 -> (float) (-Math.abs(g) - 0.01);
+          case 4 -> (float) (g * 1e-8);
+          case 5 -> (float) (g * 1e4);
+          case 6 -> j % 2 == 0 ? Float.intBitsToFloat(0x7f7f0000) : -Float.intBitsToFloat(0x7f7f0000);
+          case 7 -> j % 5 == 0 ? Float.intBitsToFloat(0x7f7f0000) : (float) g;
+          case 8 -> (float) (g * 40);
+          case 9 -> r.nextInt(200) == 0 ? (float) (g * 500) : (float) g;
+          case 10 -> Float.intBitsToFloat((r.nextInt(0x80) << 16) | (g < 0 ? 0x80000000 : 0));
+          case 11 -> j == cols / 2 ? -7.5f : 0f;
+          default -> (float) g;
+        };
+        v[i * cols + j] = Bf16.round(x);
+      }
+    }
+    return Tensor.fromFloats(DType.BF16, new long[] {rows, cols}, v);
+  }
 }

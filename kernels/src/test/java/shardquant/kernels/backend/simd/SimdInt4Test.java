@@ -20,7 +20,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import shardquant.kernels.GoldenFiles;
 import shardquant.kernels.backend.reference.ReferenceBackend;
-import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
@@ -39,7 +38,6 @@ import shardquant.kernels.verify.QuantStats;
 class SimdInt4Test {
   private static final SimdBackend SIMD = new SimdBackend();
   private static final Recipe[] RECIPES = {Recipe.INT4_TILE_PACKED, Recipe.INT4_CPU};
-  private static final float BF16_MAX = Float.intBitsToFloat(0x7f7f0000);
 
   @Test
   void bothRecipesRunOnTheSimdKernel() {
@@ -78,7 +76,7 @@ class SimdInt4Test {
       QuantConfig c = new QuantConfig(recipe, group, 4);
       int rows = recipe == Recipe.INT4_CPU ? 96 : 61;
       int cols = recipe == Recipe.INT4_CPU ? 1024 : 1000;
-      assertSameAsReference(edgeMatrix(new Random(group), rows, cols), c);
+      assertSameAsReference(SimdDifferential.tinygemmEdgeMatrix(new Random(group), rows, cols), c);
     }
   }
 
@@ -214,34 +212,4 @@ class SimdInt4Test {
     return Tensor.fromFloats(DType.BF16, new long[] {rows, cols}, v);
   }
 
-  /**
-   * Rows of the edge cases, in turn: zeros, signed zeros, a constant, all negative, +-tiny, +-1e4,
-   * +-max finite (max - min overflows: infinite scale, NaN codes), max finite alone, a row 40x its
-   * neighbour, 0.5% outliers, bf16 subnormals, one non-zero element, ordinary gaussian.
-   */
-  private static Tensor edgeMatrix(Random r, int rows, int cols) {
-    float[] v = new float[rows * cols];
-    for (int i = 0; i < rows; i++) {
-      for (int j = 0; j < cols; j++) {
-        double g = r.nextGaussian();
-        float x = switch (i % 13) {
-          case 0 -> 0f;
-          case 1 -> j % 3 == 0 ? -0f : 0f;
-          case 2 -> 3.25f;
-          case 3 -> (float) (-Math.abs(g) - 0.01);
-          case 4 -> (float) (g * 1e-8);
-          case 5 -> (float) (g * 1e4);
-          case 6 -> j % 2 == 0 ? BF16_MAX : -BF16_MAX;
-          case 7 -> j % 5 == 0 ? BF16_MAX : (float) g;
-          case 8 -> (float) (g * 40);
-          case 9 -> r.nextInt(200) == 0 ? (float) (g * 500) : (float) g;
-          case 10 -> Float.intBitsToFloat((r.nextInt(0x80) << 16) | (g < 0 ? 0x80000000 : 0));
-          case 11 -> j == cols / 2 ? -7.5f : 0f;
-          default -> (float) g;
-        };
-        v[i * cols + j] = Bf16.round(x);
-      }
-    }
-    return Tensor.fromFloats(DType.BF16, new long[] {rows, cols}, v);
-  }
 }
