@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <random>
 #include <memory>
 
 #include "sq_emu.h"
@@ -92,6 +93,7 @@ struct Run {
   void (*invoke)(const std::vector<uint64_t>&) = nullptr;
   const std::vector<uint64_t>* args = nullptr;
   Fiber* running = nullptr;
+  unsigned launch = 0;  // launches served so far: seeds the thread order
   const void* schedulerStackBottom = nullptr;
   size_t schedulerStackSize = 0;
 };
@@ -204,9 +206,20 @@ void runBlock(uint3 blockIndex) {
     }
     f.sp = slot - 6;
   }
+  // Runnable threads run in a shuffled order each round (seeded by launch, block and round, so a
+  // failure reproduces): on a GPU the threads between two barriers run in any order and interleave, so a
+  // kernel that reads shared or global memory another thread of its phase writes, without a barrier
+  // between, gets different bytes in different rounds here and fails the differential tests.
+  std::vector<int> order(run->fibers.size());
+  for (size_t i = 0; i < order.size(); i++) {
+    order[i] = static_cast<int>(i);
+  }
+  std::mt19937 shuffle(static_cast<unsigned>(run->launch * 1000003u + blockIndex.x * 7919u + blockIndex.y));
   for (;;) {
     bool ran = false;
-    for (Fiber& f : run->fibers) {
+    std::shuffle(order.begin(), order.end(), shuffle);
+    for (int i : order) {
+      Fiber& f = run->fibers[i];
       if (f.state == State::RUNNABLE) {
         resume(&f);
         ran = true;
@@ -368,6 +381,8 @@ void serve() {
     f.ts.bDim = block;
     f.ts.gDim = grid;
   }
+  static unsigned launches = 0;
+  r.launch = launches++;
   sq_emu::run = &r;
   for (unsigned z = 0; z < grid.z; z++) {
     for (unsigned y = 0; y < grid.y; y++) {
