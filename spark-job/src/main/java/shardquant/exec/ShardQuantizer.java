@@ -148,7 +148,7 @@ public final class ShardQuantizer implements Serializable {
     try {
       TinygemmInt4Tensor source = new TinygemmInt4Tensor(r.from(), r.groupSize(), new long[] {rows, cols}, parts);
       // On a GPU the layouts switch there (int4_unpack.cu), giving the Java repack's bytes and refusals.
-      converted = b instanceof CudaBackend cuda ? cuda.int4Repack().repack(source, r.to()) : source.repack(r.to());
+      converted = b instanceof CudaBackend cuda ? cuda.repack(source, r.to()) : source.repack(r.to());
     } catch (IllegalArgumentException e) {
       throw UserError.onExecutor(Storage.display(r.file()) + ": tensor '" + t.input().name() + "' rows [" + shard.rowStart()
           + ", " + shard.rowEnd() + "): " + e.getMessage());

@@ -16,6 +16,8 @@ import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
@@ -182,6 +184,19 @@ public final class CudaBackend implements Backend {
   /** tinygemm int4 layout conversion and dequantization on this backend's device. */
   public CudaInt4Repack int4Repack() {
     return new CudaInt4Repack(gpu);
+  }
+
+  /**
+   * {@code t} converted to {@code target} on this GPU ({@link CudaInt4Repack#repack}: the Java repack's
+   * bytes and refusals), holding one of the GPU's {@link #tasksPerGpu} slots like a shard does.
+   */
+  public TinygemmInt4Tensor repack(TinygemmInt4Tensor t, Int4Layout target) {
+    slots.acquireUninterruptibly();
+    try {
+      return int4Repack().repack(t, target);
+    } finally {
+      slots.release();
+    }
   }
 
   /** Every part of host tensor {@code q} copied to this backend's device, bytes unchanged (close the result). */
