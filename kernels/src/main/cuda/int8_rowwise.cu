@@ -66,6 +66,9 @@ extern "C" __global__ void __launch_bounds__(256) int8_rowwise(const void* __res
     q[base + c] = (signed char)(int)(QUANT_MAX < low ? QUANT_MAX : low);
   }
   clipped = sq_warp_sum(clipped);
+  // Lanes 0..7 read back codes other lanes wrote: a shuffle synchronizes the lanes but does not order
+  // their memory accesses; __syncwarp does.
+  __syncwarp();
 
   // Verification: lanes 0..7 walk their stat lanes in element order; dequantized value
   // (q.to(dtype) - 0) * scale in float32, rounded to the input dtype.

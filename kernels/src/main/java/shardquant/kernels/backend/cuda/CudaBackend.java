@@ -44,6 +44,7 @@ public final class CudaBackend implements Backend {
   private final int tasksPerGpu;
   private final Map<Recipe, CudaRecipe> recipes = new EnumMap<>(Recipe.class);
   private final Map<Recipe, String> disabled = new EnumMap<>(Recipe.class);
+  private volatile String failure;
   private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
 
   CudaBackend(CudaDevice device, int tasksPerGpu) {
@@ -146,7 +147,7 @@ public final class CudaBackend implements Backend {
     GlobalStats g = GlobalStats.NONE;
     if (c.recipe() == Recipe.NF4) {
       float[] want = cpu.nf4BlockAbsmax(w);
-      float[] got = nf4BlockAbsmax(w);
+      float[] got = nf4BlockAbsmaxOnDevice(w);
       if (!java.util.Arrays.equals(want, got)) {
         return "NF4 block absmax of a " + w + " differs";
       }
@@ -155,7 +156,10 @@ public final class CudaBackend implements Backend {
     QuantStats wantStats = new QuantStats();
     QuantizedTensor want = cpu.quantize(w, c, g, wantStats);
     QuantStats gotStats = new QuantStats();
-    QuantizedTensor got = quantize(w, c, g, gotStats);
+    QuantizedTensor got = quantizeOnDevice(w, c, g, gotStats);
+    if (got == null) {
+      return "the kernel sent a finite " + w + " to the CPU";
+    }
     for (Map.Entry<String, Tensor> e : want.parts().entrySet()) {
       Tensor other = got.parts().get(e.getKey());
       ByteBuffer a = e.getValue().bytes();
@@ -215,38 +219,82 @@ public final class CudaBackend implements Backend {
 
   @Override
   public String nameFor(Recipe recipe) {
-    return recipes.containsKey(recipe) ? name() : Backends.cpu().nameFor(recipe);
+    return recipes.containsKey(recipe) && failure == null ? name() : Backends.cpu().nameFor(recipe);
   }
 
   @Override
   public QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
+    if (failure == null && recipes.containsKey(c.recipe())) {
+      try {
+        QuantStats own = new QuantStats(); // merged only with a result, so a fallback never counts twice
+        QuantizedTensor q = quantizeOnDevice(rows, c, global, own);
+        if (q != null) {
+          stats.merge(own);
+          return q;
+        }
+      } catch (RuntimeException e) {
+        fail(e);
+      }
+    }
+    return Backends.cpu().quantize(rows, c, global, stats);
+  }
+
+  /** The shard on the GPU, or null where it must run on the CPU; device errors propagate. */
+  private QuantizedTensor quantizeOnDevice(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
     CudaRecipe r = recipes.get(c.recipe());
     if (r == null || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
-      return Backends.cpu().quantize(rows, c, global, stats);
+      return null;
     }
-    QuantizedTensor q;
     slots.acquireUninterruptibly();
     try {
-      q = r.quantize(gpu, rows, c, global, stats);
+      return r.quantize(gpu, rows, c, global, stats);
     } finally {
       slots.release();
     }
-    return q != null ? q : Backends.cpu().quantize(rows, c, global, stats);
   }
 
   @Override
   public float[] nf4BlockAbsmax(Tensor rows) {
-    if (!(recipes.get(Recipe.NF4) instanceof CudaNf4 nf4) || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
-      return Backends.cpu().nf4BlockAbsmax(rows);
+    if (failure == null) {
+      try {
+        float[] absmax = nf4BlockAbsmaxOnDevice(rows);
+        if (absmax != null) {
+          return absmax;
+        }
+      } catch (RuntimeException e) {
+        fail(e);
+      }
     }
-    float[] absmax;
+    return Backends.cpu().nf4BlockAbsmax(rows);
+  }
+
+  private float[] nf4BlockAbsmaxOnDevice(Tensor rows) {
+    if (!(recipes.get(Recipe.NF4) instanceof CudaNf4 nf4) || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
+      return null;
+    }
     slots.acquireUninterruptibly();
     try {
-      absmax = nf4.blockAbsmax(gpu, rows);
+      return nf4.blockAbsmax(gpu, rows);
     } finally {
       slots.release();
     }
-    return absmax != null ? absmax : Backends.cpu().nf4BlockAbsmax(rows);
+  }
+
+  /**
+   * A device error (a kernel fault leaves the CUDA context unusable; an allocation failed): from now on
+   * every shard of this JVM runs on the CPU, which gives the same bytes; one warning says why.
+   */
+  private synchronized void fail(RuntimeException e) {
+    if (failure == null) {
+      failure = e.toString();
+      LOG.log(System.Logger.Level.WARNING, "shardquant: the GPU " + device.description() + " failed (" + failure
+          + "); this and every later shard of this JVM run on the CPU", e);
+    }
+  }
+
+  /** Why this backend stopped using its GPU, or null while it uses it. */
+  public String failure() {
+    return failure;
   }
 
   @Override

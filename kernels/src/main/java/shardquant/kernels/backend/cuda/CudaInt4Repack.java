@@ -106,7 +106,7 @@ public final class CudaInt4Repack {
   public Tensor dequantize(TinygemmInt4Tensor t, DType out) {
     CudaKernels.dtype(out);
     Map<String, CudaQuantizedTensor.Part> uploaded = new LinkedHashMap<>();
-    long outBytes = t.shape()[0] * t.shape()[1] * out.byteSize();
+    long outBytes = hostBytes(t.shape(), out);
     try (CudaQuantizedTensor.Transfer io = new CudaQuantizedTensor.Transfer(gpu, Math.max(outBytes, largest(t.parts())))) {
       Stored src = stored(t.layout(), t.groupSize(), t.shape(), shapes(t.parts()), uploaded);
       if (src == null) {
@@ -162,11 +162,21 @@ public final class CudaInt4Repack {
           + t.config().recipe().cliName() + "; download it with toHost() and dequantize there");
     }
     CudaKernels.dtype(out);
-    long outBytes = t.shape()[0] * t.shape()[1] * out.byteSize();
+    long outBytes = hostBytes(t.shape(), out);
     try (CudaQuantizedTensor.Transfer io = new CudaQuantizedTensor.Transfer(gpu, outBytes)) {
       Stored src = stored(from, t.config().groupSize(), t.shape(), partShapes(t), t.parts());
       return src == null ? t.toHost().dequantize(out) : dequantize(io, src, out);
     }
+  }
+
+  /** The bytes of a [rows, cols] host tensor of {@code out}, refused up front if one host buffer cannot hold them. */
+  private static long hostBytes(long[] shape, DType out) {
+    long bytes = shape[0] * shape[1] * out.byteSize();
+    if (bytes > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("dequantizing " + java.util.Arrays.toString(shape) + " to " + out + " needs " + bytes
+          + " bytes, more than one host buffer holds (2 GiB): dequantize row ranges (loader.Checkpoint.dequantizeRows)");
+    }
+    return bytes;
   }
 
   // ---- geometry -------------------------------------------------------------------------------------------
@@ -242,14 +252,14 @@ public final class CudaInt4Repack {
     boolean done = false;
     try (CudaDevice.Memory codes = dev.alloc(Math.max(1, (long) n * k));
         CudaDevice.Memory bad = dev.alloc(4)) {
-      io.upload(java.nio.ByteBuffer.allocate(4), bad.at(0));
-      dev.launch(s, "int4_unpack_codes", blocks(units(src.layout(), src.srcN(), src.srcK())), THREADS, 0,
-          id(src.layout()), src.mem("qdata"), n, k, src.srcN(), src.srcK(), INNER_K_TILES, pad.code(), codes, bad);
       // Unpacked scale and zero [n][groups]: the plain form's own parts, or fresh buffers from scale_and_zero.
       CudaDevice.Memory scale;
       CudaDevice.Memory zero;
       List<CudaDevice.Memory> temporary = new java.util.ArrayList<>();
       try {
+        io.upload(java.nio.ByteBuffer.allocate(4), bad.at(0));
+        dev.launch(s, "int4_unpack_codes", blocks(units(src.layout(), src.srcN(), src.srcK())), THREADS, 0,
+            id(src.layout()), src.mem("qdata"), n, k, src.srcN(), src.srcK(), INNER_K_TILES, pad.code(), codes, bad);
         if (src.layout() == Int4Layout.PLAIN) {
           scale = src.mem("scale");
           zero = src.mem("zero_point");
@@ -288,6 +298,8 @@ public final class CudaInt4Repack {
         done = flagged == 0;
         return done ? out : null;
       } finally {
+        // Nothing queued may still use what is freed here (a failed alloc or launch leaves kernels queued).
+        io.quietSynchronize();
         temporary.forEach(CudaDevice.Memory::close);
       }
     } finally {

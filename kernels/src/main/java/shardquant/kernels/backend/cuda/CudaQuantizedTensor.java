@@ -227,6 +227,7 @@ public final class CudaQuantizedTensor implements AutoCloseable {
         upload(t.bytes(), m.at(0));
         return m;
       } catch (RuntimeException e) {
+        quietSynchronize(); // earlier chunks may still be copying into m
         m.close();
         throw e;
       }
@@ -266,6 +267,15 @@ public final class CudaQuantizedTensor implements AutoCloseable {
 
     void synchronize() {
       dev.synchronize(stream);
+    }
+
+    /** {@link #synchronize}, for failure paths: a failure of its own is left to the caller's exception. */
+    void quietSynchronize() {
+      try {
+        dev.synchronize(stream);
+      } catch (RuntimeException ignored) {
+        // the device already failed; the exception being handled says how
+      }
     }
   }
 

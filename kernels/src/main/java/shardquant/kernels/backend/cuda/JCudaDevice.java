@@ -50,17 +50,35 @@ public final class JCudaDevice implements CudaDevice {
     synchronized void give(long sizeClass, T t) {
       free.computeIfAbsent(sizeClass, k -> new ArrayDeque<>()).push(t);
     }
+
+    /** Every cached allocation, removed from the pool (to free them). */
+    synchronized java.util.List<T> drain() {
+      java.util.List<T> all = new java.util.ArrayList<>();
+      free.values().forEach(all::addAll);
+      free.clear();
+      return all;
+    }
   }
   /** Start and end events around each launch while {@link #timeKernels} is on (for bench). */
   private final java.util.List<CUevent[]> timed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
   private volatile boolean timing;
 
-  private JCudaDevice(int ordinal, int arch) {
+  private JCudaDevice(int ordinal) {
     this.ordinal = ordinal;
     JCudaDriver.setExceptionsEnabled(true);
     JCudaDriver.cuInit(0);
     CUdevice dev = new CUdevice();
     JCudaDriver.cuDeviceGet(dev, ordinal);
+    // This device's own architecture: a node may mix GPU generations, and the probe looked at device 0.
+    int[] major = {0};
+    int[] minor = {0};
+    JCudaDriver.cuDeviceGetAttribute(major, jcuda.driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+    JCudaDriver.cuDeviceGetAttribute(minor, jcuda.driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    int arch = CudaModules.archFor(major[0], minor[0]);
+    if (arch < 0) {
+      throw new IllegalStateException("CUDA device " + ordinal + " has compute capability " + major[0] + "." + minor[0]
+          + "; the kernels need 8.0 or newer");
+    }
     byte[] name = new byte[256];
     JCudaDriver.cuDeviceGetName(name, name.length, dev);
     int len = 0;
@@ -91,7 +109,7 @@ public final class JCudaDevice implements CudaDevice {
     if (!probe.available()) {
       throw new IllegalStateException("CUDA is unavailable: " + probe.problem());
     }
-    return OPEN.computeIfAbsent(ordinal, o -> new JCudaDevice(o, probe.arch()));
+    return OPEN.computeIfAbsent(ordinal, JCudaDevice::new);
   }
 
   @Override
@@ -119,7 +137,13 @@ public final class JCudaDevice implements CudaDevice {
     CUdeviceptr p = freeDevice.take(size);
     if (p == null) {
       p = new CUdeviceptr();
-      JCudaDriver.cuMemAlloc(p, size);
+      try {
+        JCudaDriver.cuMemAlloc(p, size);
+      } catch (jcuda.CudaException e) {
+        // Out of memory with blocks of other sizes cached: give them back and try once more.
+        freeDevice.drain().forEach(JCudaDriver::cuMemFree);
+        JCudaDriver.cuMemAlloc(p, size);
+      }
     }
     return new DeviceMemory(p, bytes, size);
   }
@@ -131,7 +155,12 @@ public final class JCudaDevice implements CudaDevice {
     Pointer p = freePinned.take(size);
     if (p == null) {
       p = new Pointer();
-      JCudaDriver.cuMemHostAlloc(p, size, 0);
+      try {
+        JCudaDriver.cuMemHostAlloc(p, size, 0);
+      } catch (jcuda.CudaException e) {
+        freePinned.drain().forEach(JCudaDriver::cuMemFreeHost);
+        JCudaDriver.cuMemHostAlloc(p, size, 0);
+      }
     }
     return new JPinned(p, size, p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN));
   }
@@ -285,8 +314,11 @@ public final class JCudaDevice implements CudaDevice {
     @Override
     public void close() {
       current();
-      JCudaDriver.cuStreamSynchronize(stream);
-      JCudaDriver.cuStreamDestroy(stream);
+      try {
+        JCudaDriver.cuStreamSynchronize(stream);
+      } finally {
+        JCudaDriver.cuStreamDestroy(stream);
+      }
     }
   }
 

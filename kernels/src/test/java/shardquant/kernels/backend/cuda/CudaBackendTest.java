@@ -81,6 +81,40 @@ class CudaBackendTest {
         printed);
   }
 
+  @Test
+  void aDeviceFailureMidShardFallsBackToTheCpuOnceAndForAll() {
+    FailingDevice dev = new FailingDevice(CudaDifferential.emulatedDevice(), 2);
+    CudaBackend b = new CudaBackend(dev, 2);
+    QuantConfig c = QuantConfig.of(Recipe.INT8_WEIGHT_ONLY);
+    // the second download (qdata, after the stats were read) fails: the CPU's result, stats counted once
+    CudaDifferential.assertSameAsCpu(b, SimdDifferential.random(DType.BF16, 5, 300, new Random(4)), c);
+    assertTrue(b.failure() != null && b.failure().contains("simulated device fault"), b.failure());
+    assertEquals(Backends.cpu().name(), b.nameFor(Recipe.INT8_WEIGHT_ONLY));
+    long launches = CudaDifferential.launches(CudaDifferential.emulated()); // the device under the failing one
+    CudaDifferential.assertSameAsCpu(b, SimdDifferential.random(DType.F16, 3, 100, new Random(5)), c);
+    assertEquals(launches, CudaDifferential.launches(CudaDifferential.emulated()), "the failed GPU was used again");
+    CudaDifferential.assertNoLeaks(CudaDifferential.emulated());
+  }
+
+  /** Throws, like a faulted context, from the {@code failAt}-th copy to the host on. */
+  private static final class FailingDevice extends ForwardingDevice {
+    private final int failAt;
+    private int copies;
+
+    FailingDevice(CudaDevice d, int failAt) {
+      super(d);
+      this.failAt = failAt;
+    }
+
+    @Override
+    public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
+      if (++copies >= failAt) {
+        throw new IllegalStateException("simulated device fault");
+      }
+      super.copyToHost(src, dst, dstOffset, bytes, s);
+    }
+  }
+
   /** Flips the first byte of everything copied back to the host. */
   private static final class CorruptingDevice extends ForwardingDevice {
     CorruptingDevice(CudaDevice d) {
