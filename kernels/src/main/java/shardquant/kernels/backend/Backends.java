@@ -62,14 +62,13 @@ public final class Backends {
   /** {@code name} if {@link #forName} takes it, else an IllegalArgumentException listing the names. */
   public static String checkName(String name) {
     if (!NAMES.contains(name)) {
-      throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
+      throw unknown(name);
     }
     return name;
   }
 
-  /** Why {@code --backend cuda} cannot run in this JVM (on device {@code cudaOrdinal}), or null when it can. */
-  public static String cudaProblem(int cudaOrdinal) {
-    return CudaBackend.present(cudaOrdinal) ? null : CudaProbe.problem();
+  private static IllegalArgumentException unknown(String name) {
+    return new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
   }
 
   /** {@link #forName(String)} with CUDA on device {@code cudaOrdinal} (a Spark task's GPU, see CudaDevices). */
@@ -84,7 +83,7 @@ public final class Backends {
         }
         yield CudaBackend.instance(cudaOrdinal);
       }
-      default -> throw new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
+      default -> throw unknown(name);
     };
   }
 

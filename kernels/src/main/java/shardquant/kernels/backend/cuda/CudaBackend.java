@@ -25,8 +25,8 @@ import shardquant.kernels.verify.QuantStats;
  * The CUDA backend: each recipe with a kernel in src/main/cuda runs on one GPU ({@link CudaDevice});
  * recipes without one, and shards holding NaN or infinity (which the CPU backend refuses with the
  * reference's message), run on {@link Backends#cpu()}. One instance per GPU per JVM, shared by every
- * task of the executor; at most {@link #tasksPerGpu} shards are on the GPU at once (property
- * {@code shardquant.cuda.tasksPerGpu}, default 2: one uploading while the other computes), so more
+ * task of the executor; at most a few shards are on the GPU at once (system property
+ * {@value #TASKS_PER_GPU}, default 2: one uploading while the other computes), so more
  * concurrent Spark tasks than that queue here instead of exhausting device memory.
  *
  * <p>Before first use on a GPU, {@link #selfCheck} quantizes small synthetic shards of every recipe
@@ -38,10 +38,8 @@ public final class CudaBackend implements Backend {
   public static final String TASKS_PER_GPU = "shardquant.cuda.tasksPerGpu";
   private static final Map<Integer, CudaBackend> INSTANCES = new ConcurrentHashMap<>();
 
-  private final CudaDevice device;
   private final Gpu gpu;
   private final Semaphore slots;
-  private final int tasksPerGpu;
   private final Map<Recipe, CudaRecipe> recipes = new EnumMap<>(Recipe.class);
   private final Map<Recipe, String> disabled = new EnumMap<>(Recipe.class);
   private volatile String failure;
@@ -56,9 +54,7 @@ public final class CudaBackend implements Backend {
     if (tasksPerGpu < 1) {
       throw new IllegalArgumentException(TASKS_PER_GPU + " must be at least 1, got " + tasksPerGpu);
     }
-    this.device = device;
     this.gpu = new Gpu(device, chunkBytes);
-    this.tasksPerGpu = tasksPerGpu;
     this.slots = new Semaphore(tasksPerGpu, true);
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
@@ -80,9 +76,15 @@ public final class CudaBackend implements Backend {
    * the GPU the driver would give: for tests, which run whole jobs on the emulator, and for embedding.
    */
   public static CudaBackend install(int ordinal, CudaDevice device) {
+    CudaBackend b = checked(device);
+    INSTANCES.put(ordinal, b);
+    return b;
+  }
+
+  /** A backend on {@code device} with the configured shard limit, self-checked against the CPU. */
+  private static CudaBackend checked(CudaDevice device) {
     CudaBackend b = new CudaBackend(device, Integer.getInteger(TASKS_PER_GPU, 2));
     b.selfCheck(Backends.cpu());
-    INSTANCES.put(ordinal, b);
     return b;
   }
 
@@ -98,11 +100,7 @@ public final class CudaBackend implements Backend {
 
   /** The backend on CUDA device {@code ordinal} (as numbered among the visible devices), one per JVM. */
   public static CudaBackend instance(int ordinal) {
-    return INSTANCES.computeIfAbsent(ordinal, o -> {
-      CudaBackend b = new CudaBackend(JCudaDevice.open(o), Integer.getInteger(TASKS_PER_GPU, 2));
-      b.selfCheck(Backends.cpu());
-      return b;
-    });
+    return INSTANCES.computeIfAbsent(ordinal, o -> checked(JCudaDevice.open(o)));
   }
 
   /**
@@ -136,7 +134,7 @@ public final class CudaBackend implements Backend {
       if (problem != null) {
         recipes.remove(recipe);
         disabled.put(recipe, problem);
-        LOG.log(System.Logger.Level.WARNING, "shardquant: the CUDA kernel for " + recipe.cliName() + " on " + device.description()
+        LOG.log(System.Logger.Level.WARNING, "shardquant: the CUDA kernel for " + recipe.cliName() + " on " + gpu.device().description()
             + " disagrees with the CPU (" + problem + "); " + recipe.cliName() + " runs on the CPU");
       }
     }
@@ -182,7 +180,7 @@ public final class CudaBackend implements Backend {
   }
 
   public CudaDevice device() {
-    return device;
+    return gpu.device();
   }
 
   /** tinygemm int4 layout conversion and dequantization on this backend's device. */
@@ -192,7 +190,7 @@ public final class CudaBackend implements Backend {
 
   /**
    * {@code t} converted to {@code target} on this GPU ({@link CudaInt4Repack#repack}: the Java repack's
-   * bytes and refusals), holding one of the GPU's {@link #tasksPerGpu} slots like a shard does.
+   * bytes and refusals), holding one of the GPU's shard slots ({@value #TASKS_PER_GPU}) like a shard does.
    */
   public TinygemmInt4Tensor repack(TinygemmInt4Tensor t, Int4Layout target) {
     slots.acquireUninterruptibly();
@@ -206,10 +204,6 @@ public final class CudaBackend implements Backend {
   /** Every part of host tensor {@code q} copied to this backend's device, bytes unchanged (close the result). */
   public CudaQuantizedTensor toDevice(QuantizedTensor q) {
     return CudaQuantizedTensor.upload(gpu, q);
-  }
-
-  public int tasksPerGpu() {
-    return tasksPerGpu;
   }
 
   @Override
@@ -287,7 +281,7 @@ public final class CudaBackend implements Backend {
   private synchronized void fail(RuntimeException e) {
     if (failure == null) {
       failure = e.toString();
-      LOG.log(System.Logger.Level.WARNING, "shardquant: the GPU " + device.description() + " failed (" + failure
+      LOG.log(System.Logger.Level.WARNING, "shardquant: the GPU " + gpu.device().description() + " failed (" + failure
           + "); this and every later shard of this JVM run on the CPU", e);
     }
   }
@@ -299,6 +293,6 @@ public final class CudaBackend implements Backend {
 
   @Override
   public String toString() {
-    return "cuda on " + device.description();
+    return "cuda on " + gpu.device().description();
   }
 }

@@ -87,13 +87,6 @@ final class CudaShard extends DeviceScope {
     synchronizeAll();
   }
 
-  /** Runs {@code kernels} once over all rows on the first stream, after everything before it. */
-  void runAll(ChunkKernels kernels) {
-    synchronizeAll();
-    kernels.launch(streams[0], 0, rowCount());
-    dev.synchronize(streams[0]);
-  }
-
   /** Downloads {@code bytes} bytes of {@code src} from {@code offset} into a new heap buffer. */
   ByteBuffer download(CudaDevice.Memory src, long offset, long bytes) {
     try (CudaDevice.Pinned pinned = dev.allocPinned(Math.max(1, Math.min(bytes, chunkBytes)))) {
