@@ -88,8 +88,15 @@ public final class Checkpoint implements AutoCloseable {
     TreeSet<String> files = new TreeSet<>();
     weightMap.forEach(f -> files.add(f.asText()));
     Map<String, TensorInfo> tensors = new LinkedHashMap<>();
+    Map<String, Path> listed = new LinkedHashMap<>();
     for (String f : files) {
-      readFile(path.resolve(f), tensors);
+      readFile(path.resolve(f), tensors).forEach(name -> listed.putIfAbsent(name, path.resolve(f)));
+    }
+    for (Map.Entry<String, Path> l : listed.entrySet()) {
+      if (!tensors.containsKey(l.getKey())) {
+        throw new SafetensorsFormatException(l.getValue(), l.getKey(), "listed in tensor_names but stored in none of the"
+            + " index's files (incomplete checkpoint)");
+      }
     }
     for (TensorInfo t : tensors.values()) {
       for (TensorInfo.StoredPart p : t.parts()) {
@@ -104,7 +111,11 @@ public final class Checkpoint implements AutoCloseable {
     return new Checkpoint(path, tensors);
   }
 
-  private static void readFile(Path file, Map<String, TensorInfo> into) throws IOException {
+  /**
+   * Adds the tensors {@code file} stores to {@code into} and returns every name its {@code tensor_names}
+   * lists: the whole model's where the file carries the whole model's metadata, as transformers writes it.
+   */
+  private static List<String> readFile(Path file, Map<String, TensorInfo> into) throws IOException {
     Map<String, TensorEntry> entries = new LinkedHashMap<>();
     Map<String, String> metadata;
     try (SafetensorsFile f = SafetensorsFile.open(file)) {
@@ -123,12 +134,16 @@ public final class Checkpoint implements AutoCloseable {
       n.forEach(x -> names.add(x.asText()));
     }
     for (String name : names) {
+      if (!RecipeInference.storedIn(file, name, metadata.get(name), entries)) {
+        continue;
+      }
       TensorInfo t = RecipeInference.describe(file, name, metadata.get(name), entries);
       TensorInfo earlier = into.put(name, t);
       if (earlier != null) {
         throw new SafetensorsFormatException(file, name, "also stored in " + earlier.file().getFileName());
       }
     }
+    return names;
   }
 
   /** The index's recipe, when it names one, must be every quantized tensor's. */

@@ -37,6 +37,25 @@ final class RecipeInference {
    * The tensor {@code name} of {@code file}, from its metadata value ({@code metadataJson}, null when
    * the file has none for it, as in a plain safetensors file) and the file's stored tensors.
    */
+  /**
+   * Whether {@code file} stores (some part of) the listed tensor {@code name}. A file's
+   * {@code tensor_names} and metadata may cover the whole model, as transformers' {@code save_pretrained}
+   * writes every shard: a tensor is in the file that stores its parts.
+   */
+  static boolean storedIn(Path file, String name, String metadataJson, Map<String, TensorEntry> entries)
+      throws SafetensorsFormatException {
+    JsonNode meta = metadataJson == null ? null : parse(file, name, metadataJson);
+    if (meta == null || "Tensor".equals(meta.path("_type").asText())) {
+      return entries.containsKey(name);
+    }
+    for (JsonNode dataName : meta.path("_tensor_data_names")) {
+      if (entries.containsKey(TorchaoMetadata.storedKey(name, dataName.asText()))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   static TensorInfo describe(Path file, String name, String metadataJson, Map<String, TensorEntry> entries)
       throws SafetensorsFormatException {
     JsonNode meta = metadataJson == null ? null : parse(file, name, metadataJson);

@@ -78,4 +78,10 @@ final class Int4CpuRecipe implements RecipeKernel {
   public ObjectNode torchaoData(long[] shape, DType dtype, QuantConfig c) {
     return TorchaoMetadata.blockAndShape(new int[] {1, c.groupSize()}, shape);
   }
+
+  /** None: {@code Int4OpaqueTensor} is not on torchao's safetensors allow-list. */
+  @Override
+  public ObjectNode torchaoConfig(QuantConfig c) {
+    return null;
+  }
 }

@@ -79,4 +79,16 @@ final class Int4TilePackedRecipe implements RecipeKernel {
   static long roundUp(long x, long multiple) {
     return (x + multiple - 1) / multiple * multiple;
   }
+
+  /** {@code Int4WeightOnlyConfig(group_size, int4_packing_format="tile_packed_to_4d")}, the other fields at their defaults. */
+  @Override
+  public ObjectNode torchaoConfig(QuantConfig c) {
+    ObjectNode data = TorchaoConfig.fields();
+    data.put("group_size", c.groupSize());
+    data.put("set_inductor_config", true);
+    data.set("int4_packing_format", TorchaoConfig.enumValue("Int4PackingFormat", "TILE_PACKED_TO_4D"));
+    data.set("int4_choose_qparams_algorithm", TorchaoConfig.enumValue("Int4ChooseQParamsAlgorithm", "TINYGEMM"));
+    data.put("int4_tile_packed_ntile", 8);
+    return TorchaoConfig.object("Int4WeightOnlyConfig", 2, data);
+  }
 }

@@ -90,4 +90,26 @@ final class Int8Recipe implements RecipeKernel {
     data.set("dtype", TorchaoMetadata.dtype(dtype.torchName()));
     return data;
   }
+
+  /**
+   * {@code Int8WeightOnlyConfig()} or {@code Int8DynamicActivationInt8WeightConfig()}: per-row, symmetric
+   * activations for the dynamic one, every field at torchao's default.
+   */
+  @Override
+  public ObjectNode torchaoConfig(QuantConfig c) {
+    ObjectNode data = TorchaoConfig.fields();
+    if (dynamicActivations) {
+      data.set("act_mapping_type", TorchaoConfig.mapping(MappingType.SYMMETRIC));
+      data.put("weight_only_decode", false);
+    } else {
+      data.putNull("group_size");
+    }
+    data.set("granularity", TorchaoConfig.perRow());
+    data.put("set_inductor_config", true);
+    if (dynamicActivations) {
+      data.put("reduce_range", false);
+    }
+    return TorchaoConfig.object(dynamicActivations ? "Int8DynamicActivationInt8WeightConfig" : "Int8WeightOnlyConfig", 2,
+        data);
+  }
 }

@@ -87,4 +87,25 @@ final class IntxRecipe implements RecipeKernel {
     data.put("activation_quantization", activationQuantization);
     return data;
   }
+
+  /**
+   * 8da4w: {@code Int8DynamicActivationIntxWeightConfig(weight_dtype=int<bits>, weight_granularity=PerGroup(g))};
+   * intx-weight-only: {@code IntxWeightOnlyConfig(weight_dtype=int<bits>, granularity=PerGroup(g))}; both
+   * symmetric, scales in the weight's dtype (None), unpacked to int8, affine qparams.
+   */
+  @Override
+  public ObjectNode torchaoConfig(QuantConfig c) {
+    boolean act = activationQuantization != null;
+    ObjectNode data = TorchaoConfig.fields();
+    data.set("weight_dtype", TorchaoMetadata.dtype("int" + c.bits()));
+    data.set(act ? "weight_granularity" : "granularity", TorchaoConfig.perGroup(c.groupSize()));
+    data.set(act ? "weight_mapping_type" : "mapping_type", TorchaoConfig.mapping(MappingType.SYMMETRIC));
+    data.putNull(act ? "weight_scale_dtype" : "scale_dtype");
+    if (act) {
+      data.set("act_mapping_type", TorchaoConfig.mapping(MappingType.ASYMMETRIC));
+    }
+    data.set("intx_packing_format", TorchaoConfig.enumValue("IntxPackingFormat", "UNPACKED_TO_INT8"));
+    data.set("intx_choose_qparams_algorithm", TorchaoConfig.enumValue("IntxChooseQParamsAlgorithm", "AFFINE"));
+    return TorchaoConfig.object(act ? "Int8DynamicActivationIntxWeightConfig" : "IntxWeightOnlyConfig", 2, data);
+  }
 }

@@ -92,4 +92,10 @@ final class Nf4Recipe implements RecipeKernel {
   private static long gcd(long a, long b) {
     return b == 0 ? a : gcd(b, a % b);
   }
+
+  /** None: {@code NF4Tensor} is not on torchao's safetensors allow-list and has no {@code quantize_} config. */
+  @Override
+  public ObjectNode torchaoConfig(QuantConfig c) {
+    return null;
+  }
 }

@@ -16,6 +16,11 @@ public record QuantConfig(Recipe recipe, int groupSize, int bits) implements Ser
     return new QuantConfig(recipe, recipe.defaultGroupSize(), recipe.defaultBits());
   }
 
+  /** torchao's config for this recipe ({@link RecipeKernel#torchaoConfig}), or null where no torchao config loads it. */
+  public com.fasterxml.jackson.databind.node.ObjectNode torchaoConfig() {
+    return recipe.kernel().torchaoConfig(this);
+  }
+
   @Override
   public String toString() {
     return recipe.cliName() + (recipe.groupwise() ? " group " + groupSize : "") + (recipe.bitsChoosable() ? " bits " + bits : "");

@@ -33,4 +33,12 @@ public interface RecipeKernel {
 
   /** The {@code _data} torchao stores for a tensor of this shape and dtype (its constructor's non-tensor arguments). */
   ObjectNode torchaoData(long[] shape, DType dtype, QuantConfig c);
+
+  /**
+   * torchao's config for this recipe as {@code config_to_dict} encodes it ({@link TorchaoConfig}): what
+   * transformers' {@code TorchAoConfig} and vLLM load a checkpoint with. Null where no torchao config
+   * loads the stored format through torchao's safetensors support (its tensor type is not on torchao's
+   * allow-list), so no loader is told to try.
+   */
+  ObjectNode torchaoConfig(QuantConfig c);
 }
