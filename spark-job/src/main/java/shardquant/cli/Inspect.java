@@ -13,7 +13,12 @@ import shardquant.job.Format;
 import shardquant.job.Storage;
 import shardquant.job.UserError;
 import shardquant.kernels.safetensors.SafetensorsHeader;
+import shardquant.kernels.quant.QuantConfig;
+import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.quant.TorchaoMetadata;
 import shardquant.plan.InputCheckpoint;
+import shardquant.plan.ModelFiles;
+import shardquant.plan.QuantizationConfig;
 import shardquant.plan.InputTensor;
 
 /**
@@ -44,7 +49,23 @@ final class Inspect {
             meta.has("layout") ? ", repacked into layout " + meta.path("layout").asText() : "",
             meta.path("shardquant_version").asText(),
             fs.exists(new Path(root, "_SUCCESS")) ? "committed (_SUCCESS)" : "NOT committed (no _SUCCESS)");
+        QuantConfig config = null;
+        if (meta.has("recipe")) {
+          config = new QuantConfig(Recipe.fromCliName(meta.path("recipe").asText()), meta.path("group_size").asInt(),
+              meta.path("bits").asInt());
+        }
+        out.println(QuantizationConfig.loaders(config));
       }
+    }
+    Path configJson = new Path(root, ModelFiles.CONFIG);
+    if (fs.getFileStatus(root).isDirectory() && fs.exists(configJson)) {
+      JsonNode qc;
+      try {
+        qc = JSON.readTree(Storage.readString(fs, configJson)).path("quantization_config");
+      } catch (IOException e) {
+        throw new UserError(Storage.display(configJson.toString()) + ": is not valid JSON: " + e.getMessage());
+      }
+      out.println("config.json quantization_config: " + (qc.isMissingNode() || qc.isNull() ? "none" : qc.toString()));
     }
     long total = 0;
     String lastFile = null;
@@ -59,7 +80,10 @@ final class Inspect {
           String v = metadata.get(name);
           if (v.startsWith("{\"_type\"") && !v.equals("{\"_type\": \"Tensor\"}")) {
             JsonNode n = JSON.readTree(v);
-            out.printf("  %-52s %s %s%n", name, n.path("_type").asText(), n.path("_data").path("shape"));
+            // Each file carries the whole model's metadata: list the tensors this one stores.
+            if (TorchaoMetadata.storedKeys(name, n).stream().anyMatch(h.entries()::containsKey)) {
+              out.printf("  %-52s %s %s%n", name, n.path("_type").asText(), n.path("_data").path("shape"));
+            }
           }
         }
       }

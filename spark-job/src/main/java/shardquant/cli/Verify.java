@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -37,7 +38,10 @@ import shardquant.kernels.safetensors.SafetensorsHeader;
 import shardquant.kernels.safetensors.TensorEntry;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
+import shardquant.commit.OutputDir;
 import shardquant.plan.InputCheckpoint;
+import shardquant.plan.ModelFiles;
+import shardquant.plan.QuantizationConfig;
 import shardquant.plan.InputTensor;
 import shardquant.plan.JobSpec;
 import shardquant.plan.Plan;
@@ -87,8 +91,13 @@ final class Verify {
       headers.put(file, h);
       checksumProblems.addAll(checkChecksums(fs, new Path(dir, file), h));
       for (String name : JSON.readValue(h.metadata().getOrDefault("tensor_names", "[]"), String[].class)) {
+        // Every file lists the whole model: a tensor is in the file that stores its parts.
+        String m = h.metadata().get(name);
+        if (TorchaoMetadata.storedKeys(name, m == null ? null : JSON.readTree(m)).stream().noneMatch(h.entries()::containsKey)) {
+          continue;
+        }
         fileOfTensor.put(name, file);
-        if (!TorchaoMetadata.plain().equals(h.metadata().get(name))) {
+        if (!TorchaoMetadata.plain().equals(m)) {
           quantized.add(name);
         }
       }
@@ -123,6 +132,7 @@ final class Verify {
         }
       }
     }
+    problems.addAll(checkModelFiles(a.required("input"), conf, fs, dir, index, plan));
     problems.forEach(p -> out.println("MISMATCH " + p));
     out.printf("verify: %d tensors checked (%d quantized with %s), %d mismatches%n", plan.tensors().size(),
         quantized.size(), config, problems.size());
@@ -275,6 +285,44 @@ final class Verify {
       shape[0] = rows;
     }
     return Tensor.of(in.dtype(), shape, b.order(java.nio.ByteOrder.LITTLE_ENDIAN));
+  }
+
+  /**
+   * The model's other files: each one the input has must be in the output as the job wrote it (the
+   * input's bytes; config.json the input's with the quantization_config this recipe and selection give),
+   * with the SHA-256 the index recorded; none may be in the index's record without being in the input.
+   */
+  private static List<String> checkModelFiles(String input, Configuration conf, FileSystem fs, Path dir, JsonNode index,
+      Plan plan) throws IOException {
+    List<String> problems = new ArrayList<>();
+    ModelFiles model = ModelFiles.read(input, conf);
+    JsonNode recorded = index.path("metadata").path(OutputDir.MODEL_FILES);
+    Path root = new Path(model.root());
+    FileSystem in = Storage.fs(root, conf);
+    for (String rel : model.copied()) {
+      String want = rel.equals(ModelFiles.CONFIG)
+          ? Storage.sha256(model.outputConfig(QuantizationConfig.of(plan)).getBytes(StandardCharsets.UTF_8))
+          : Storage.sha256(in, new Path(root, rel));
+      Path p = new Path(dir, rel);
+      if (!fs.exists(p)) {
+        problems.add(rel + ": in the input model directory but not copied into the output");
+        continue;
+      }
+      if (!want.equals(Storage.sha256(fs, p))) {
+        problems.add(rel + ": differs from " + (rel.equals(ModelFiles.CONFIG)
+            ? "the input's config.json with the quantization_config of " + plan.describe()
+              + " (" + QuantizationConfig.loaders(plan.config()) + ")"
+            : "the input's copy"));
+      } else if (!want.equals(recorded.path(rel).asText())) {
+        problems.add(InputCheckpoint.INDEX + ": records " + (recorded.has(rel) ? "another SHA-256" : "no SHA-256") + " for " + rel);
+      }
+    }
+    recorded.fieldNames().forEachRemaining(rel -> {
+      if (!model.copied().contains(rel)) {
+        problems.add(InputCheckpoint.INDEX + ": records model file " + rel + ", which the input does not have");
+      }
+    });
+    return problems;
   }
 
   private static Iterable<String> iterableValues(JsonNode map) {

@@ -1,5 +1,6 @@
 package shardquant.commit;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -10,7 +11,10 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.nio.charset.StandardCharsets;
 import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.regex.Pattern;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
@@ -21,6 +25,7 @@ import shardquant.job.TensorReport;
 import shardquant.job.UserError;
 import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
+import shardquant.plan.ModelFiles;
 import shardquant.plan.OutputFile;
 import shardquant.plan.Plan;
 import shardquant.plan.Planner;
@@ -36,6 +41,8 @@ public final class OutputDir {
   public static final String SUCCESS = "_SUCCESS";
   public static final String INDEX = "model.safetensors.index.json";
   public static final String REPORT = "quantization_report.json";
+  /** The index's and report's record of the model files copied alongside (relative path -> SHA-256 in the output). */
+  public static final String MODEL_FILES = "model_files";
   private static final Pattern MODEL_FILE = Pattern.compile("model-\\d{5}-of-\\d{5}\\.safetensors");
   private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
@@ -60,9 +67,10 @@ public final class OutputDir {
   /**
    * Checks the directory can take this job's output and readies it: creates it, removes what a rerun
    * must redo ({@code _SUCCESS} first, so no half-redone directory ever claims success), and returns
-   * the files to keep.
+   * the files to keep. Copies of the model's other files from an earlier run are left for
+   * {@link #copyModelFiles} to compare; ones whose input file is gone are removed.
    */
-  public Kept prepare(Plan plan) throws IOException {
+  public Kept prepare(Plan plan, ModelFiles model) throws IOException {
     FileStatus status;
     try {
       status = fs.getFileStatus(dir);
@@ -75,23 +83,37 @@ public final class OutputDir {
     if (!status.isDirectory()) {
       throw new UserError(userPath + ": the output path is a file; give a directory (new or from an earlier run of this job)");
     }
+    FileStatus[] listing = fs.listStatus(dir);
+    // What an earlier run copied, from its index or report (which must be shardquant's).
+    Set<String> copiedEarlier = new TreeSet<>();
+    boolean ours = false;
+    for (FileStatus s : listing) {
+      String name = s.getPath().getName();
+      if (name.equals(INDEX) || name.equals(REPORT)) {
+        JsonNode json = checkOurs(s.getPath(), name.equals(INDEX) ? "/metadata/shardquant_version" : "/input_fingerprint");
+        (name.equals(INDEX) ? json.path("metadata") : json).path(MODEL_FILES).fieldNames().forEachRemaining(copiedEarlier::add);
+        ours = true;
+      }
+    }
+    Set<String> modelNames = model.topLevelNames();
     Map<String, Integer> planned = new HashMap<>();
     plan.files().forEach(f -> planned.put(f.name(), f.index()));
     Map<Integer, Long> keep = new TreeMap<>();
     List<TensorReport> reports = new ArrayList<>();
     List<Path> redo = new ArrayList<>();
     List<Path> hidden = new ArrayList<>();
-    for (FileStatus s : fs.listStatus(dir)) {
+    String modelFileFound = null;
+    for (FileStatus s : listing) {
       String name = s.getPath().getName();
       if (name.startsWith(".") && name.contains(".tmp-")) {
         hidden.add(s.getPath());
         continue;
       }
-      if (name.equals(SUCCESS)) {
+      if (name.equals(SUCCESS) || name.equals(INDEX) || name.equals(REPORT)) {
         continue;
       }
-      if (name.equals(INDEX) || name.equals(REPORT)) {
-        checkOurs(s.getPath(), name.equals(INDEX) ? "/metadata/shardquant_version" : "/input_fingerprint");
+      if (modelNames.contains(name) || copiedEarlier.stream().anyMatch(c -> c.equals(name) || c.startsWith(name + "/"))) {
+        modelFileFound = name; // an earlier run's copy: compared, then kept or replaced, by copyModelFiles
         continue;
       }
       if (!s.isFile() || !MODEL_FILE.matcher(name).matches()) {
@@ -111,6 +133,7 @@ public final class OutputDir {
             + " (different input, input files changed since, or a different recipe or selection); give an empty or new"
             + " output directory, or remove its files");
       }
+      ours = true;
       Integer index = planned.get(name);
       if (index != null && plan.files().get(index).planHash().equals(by[1]) && s.getLen() == plan.files().get(index).size()) {
         keep.put(index, s.getLen());
@@ -119,9 +142,19 @@ public final class OutputDir {
         redo.add(s.getPath());
       }
     }
+    if (!ours && modelFileFound != null) {
+      // Model files are copied last, after the weights: without any file of ours beside them they are someone else's.
+      throw new UserError(userPath + ": holds '" + modelFileFound + "' but no checkpoint shardquant wrote (another model's"
+          + " directory?); give an empty or new output directory");
+    }
     fs.delete(new Path(dir, SUCCESS), false);
     fs.delete(new Path(dir, INDEX), false);
     fs.delete(new Path(dir, REPORT), false);
+    for (String stale : copiedEarlier) {
+      if (!model.copied().contains(stale)) {
+        fs.delete(new Path(dir, stale), false); // copied by an earlier run from a file the input no longer has
+      }
+    }
     for (Path p : redo) {
       fs.delete(p, false);
     }
@@ -131,22 +164,53 @@ public final class OutputDir {
     return new Kept(keep, reports);
   }
 
-  /** An index or report a rerun would replace must be one shardquant wrote. */
-  private void checkOurs(Path p, String pointer) throws IOException {
-    boolean ours;
+  /** An index or report a rerun would replace must be one shardquant wrote; returns it. */
+  private JsonNode checkOurs(Path p, String pointer) throws IOException {
+    JsonNode json;
     try {
-      ours = !JSON.readTree(Storage.readString(fs, p)).at(pointer).isMissingNode();
+      json = JSON.readTree(Storage.readString(fs, p));
     } catch (IOException e) {
-      ours = false;
+      json = null;
     }
-    if (!ours) {
+    if (json == null || json.at(pointer).isMissingNode()) {
       throw new UserError(userPath + ": holds '" + p.getName() + "', which shardquant did not write; give an empty or new"
           + " output directory");
     }
+    return json;
+  }
+
+  /** The model's copied files: each one's SHA-256 as it stands in the output, and how many an earlier run's copy already matched. */
+  public record Copied(Map<String, String> sha256, int kept) {}
+
+  /**
+   * Copies the model's non-weight files into the output through the file system layer, each under a
+   * hidden name then renamed into place; config.json is written as {@code configText}. A file an earlier
+   * run copied that is byte-identical is kept; one that differs is replaced.
+   */
+  public Copied copyModelFiles(ModelFiles model, String configText, Configuration conf) throws IOException {
+    Path root = new Path(model.root());
+    FileSystem in = Storage.fs(root, conf);
+    Map<String, String> sums = new TreeMap<>();
+    int kept = 0;
+    for (String rel : model.copied()) {
+      Path target = new Path(dir, rel);
+      byte[] content = rel.equals(ModelFiles.CONFIG) ? configText.getBytes(StandardCharsets.UTF_8) : null;
+      String want = content != null ? Storage.sha256(content) : Storage.sha256(in, new Path(root, rel));
+      if (fs.exists(target) && fs.getFileStatus(target).isFile() && want.equals(Storage.sha256(fs, target))) {
+        kept++;
+      } else if (content != null) {
+        Storage.writeAtomically(fs, target, configText);
+      } else {
+        Storage.copyAtomically(in, new Path(root, rel), fs, target);
+      }
+      sums.put(rel, want);
+    }
+    return new Copied(sums, kept);
   }
 
   /** Writes the index and the report, then {@code _SUCCESS} if {@code success}. */
-  public void commit(Plan plan, List<TensorReport> reports, ObjectNode reportExtras, boolean success) throws IOException {
+  public void commit(Plan plan, List<TensorReport> reports, ObjectNode reportExtras, Copied copied, boolean success)
+      throws IOException {
     ObjectNode index = JSON.createObjectNode();
     ObjectNode meta = index.putObject("metadata");
     meta.put("total_size", plan.files().stream().mapToLong(f -> f.size() - f.dataStart()).sum());
@@ -167,6 +231,7 @@ public final class OutputDir {
     }
     meta.put("shardquant_version", Planner.VERSION);
     meta.put("input_fingerprint", plan.fingerprint());
+    copied.sha256().forEach(meta.putObject(MODEL_FILES)::put);
     ObjectNode weightMap = index.putObject("weight_map");
     for (Plan.Tensor t : plan.tensors()) {
       for (Plan.StoredPart p : t.parts()) {
@@ -177,6 +242,7 @@ public final class OutputDir {
     report.put("recipe", plan.describe());
     report.put("input_fingerprint", plan.fingerprint());
     report.setAll(reportExtras);
+    copied.sha256().forEach(report.putObject(MODEL_FILES)::put);
     ObjectNode tensors = report.putObject("tensors");
     for (TensorReport r : reports) {
       ObjectNode o = tensors.putObject(r.tensor());

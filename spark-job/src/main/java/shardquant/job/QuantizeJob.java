@@ -26,6 +26,8 @@ import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.repack.Int4Layout;
 import shardquant.plan.InputCheckpoint;
+import shardquant.plan.ModelFiles;
+import shardquant.plan.QuantizationConfig;
 import shardquant.plan.Plan;
 import shardquant.plan.Planner;
 
@@ -72,13 +74,23 @@ public final class QuantizeJob {
     SparkConf conf = sparkConf(o, command);
     Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
     InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
+    ModelFiles model = ModelFiles.read(o.input(), hadoop);
+    if (command.equals("quantize")) {
+      model.refuseQuantized();
+    }
     Plan plan = planner.apply(input);
+    String configText = model.configText() == null ? null : model.outputConfig(QuantizationConfig.of(plan));
     OutputDir out = OutputDir.of(o.output(), hadoop);
-    OutputDir.Kept kept = out.prepare(plan);
+    OutputDir.Kept kept = out.prepare(plan, model);
     console.printf("plan: %d tensors (%d to %s with %s) in %s, %d shards, %d output files%s%n",
         plan.tensors().size(), plan.tensors().stream().filter(Plan.Tensor::reported).count(), command, plan.describe(),
         Format.bytes(plan.totalInputBytes()), plan.shards().size(), plan.files().size(),
         kept.sizes().isEmpty() ? "" : " (" + kept.sizes().size() + " already committed by an earlier run: kept)");
+    String unchanged = copiedMatrices(plan);
+    if (!unchanged.isEmpty()) {
+      console.println("copied unchanged, not 1-D: " + unchanged);
+    }
+    console.println(model.describe());
 
     int[] build = plan.files().stream().mapToInt(f -> f.index()).filter(f -> !kept.sizes().containsKey(f)).toArray();
     List<FileResult> results = new ArrayList<>();
@@ -135,7 +147,8 @@ public final class QuantizeJob {
     extras.put("files_kept", kept.sizes().size());
     extras.put("spark_master", master);
     extras.put("verified", verified);
-    out.commit(plan, reports, extras, verified);
+    OutputDir.Copied copied = out.copyModelFiles(model, configText, hadoop);
+    out.commit(plan, reports, extras, copied, verified);
     return new Result(plan, reports, kept.sizes().size(), build.length, wall, verified, master);
   }
 
@@ -177,6 +190,25 @@ public final class QuantizeJob {
     } catch (IllegalArgumentException e) {
       throw new UserError("--backend: " + e.getMessage());
     }
+  }
+
+  /**
+   * The tensors of more than one dimension the plan copies unchanged (embeddings, lm_head, excluded
+   * weights, MoE routers, 3-D fused experts), so none is left out silently; names that differ only in
+   * their numbers (one per layer) are shown once with {@code *} and a count.
+   */
+  static String copiedMatrices(Plan plan) {
+    Map<String, List<Plan.Tensor>> byPattern = new java.util.LinkedHashMap<>();
+    for (Plan.Tensor t : plan.tensors()) {
+      if (!t.reported() && t.input().rank() > 1) {
+        byPattern.computeIfAbsent(t.input().name().replaceAll("\\.\\d+\\.", ".*."), k -> new ArrayList<>()).add(t);
+      }
+    }
+    List<String> out = new ArrayList<>();
+    byPattern.forEach((pattern, ts) -> out.add(ts.size() == 1
+        ? ts.get(0).input().name() + " " + Arrays.toString(ts.get(0).input().shape())
+        : pattern + " (" + ts.size() + ", e.g. " + Arrays.toString(ts.get(0).input().shape()) + ")"));
+    return String.join(", ", out);
   }
 
   /** The plan's task groups, keeping only shards of files still to build. */

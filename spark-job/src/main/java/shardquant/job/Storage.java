@@ -5,6 +5,9 @@ import java.io.IOException;
 import java.net.URI;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FSDataOutputStream;
@@ -89,6 +92,7 @@ public final class Storage {
 
   /** Writes a small file under a hidden temporary name in its directory, then renames it into place. */
   public static void writeAtomically(FileSystem fs, Path target, String content) throws IOException {
+    fs.mkdirs(target.getParent());
     Path temp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + java.util.UUID.randomUUID());
     try {
       try (FSDataOutputStream out = fs.create(temp, true)) {
@@ -98,6 +102,46 @@ public final class Storage {
       replace(fs, temp, target);
     } finally {
       fs.delete(temp, false);
+    }
+  }
+
+  /** Copies {@code from} to {@code target} (any two file systems), under a hidden temporary name then renamed into place. */
+  public static void copyAtomically(FileSystem fromFs, Path from, FileSystem fs, Path target) throws IOException {
+    fs.mkdirs(target.getParent());
+    Path temp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + java.util.UUID.randomUUID());
+    try {
+      try (FSDataInputStream in = fromFs.open(from); FSDataOutputStream out = fs.create(temp, true)) {
+        in.transferTo(out);
+        out.hsync();
+      }
+      replace(fs, temp, target);
+    } finally {
+      fs.delete(temp, false);
+    }
+  }
+
+  /** The SHA-256 of a file's bytes, in hex, streamed. */
+  public static String sha256(FileSystem fs, Path p) throws IOException {
+    MessageDigest d = sha256();
+    byte[] buf = new byte[1 << 16];
+    try (FSDataInputStream in = fs.open(p)) {
+      for (int n; (n = in.read(buf)) > 0; ) {
+        d.update(buf, 0, n);
+      }
+    }
+    return HexFormat.of().formatHex(d.digest());
+  }
+
+  public static String sha256(byte[] bytes) {
+    return HexFormat.of().formatHex(sha256().digest(bytes));
+  }
+
+  /** A new SHA-256 digest (every JVM has one). */
+  public static MessageDigest sha256() {
+    try {
+      return MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
     }
   }
 

@@ -6,7 +6,6 @@ import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -70,7 +69,7 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
         throw new UserError(input + ": directory holds no .safetensors files");
       }
     }
-    MessageDigest digest = sha256();
+    MessageDigest digest = Storage.sha256();
     List<InputTensor> tensors = new ArrayList<>();
     Map<String, String> seen = new HashMap<>();
     for (FileStatus f : files) {
@@ -128,14 +127,6 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
       out.put(e.getKey(), e.getValue().textValue());
     });
     return out;
-  }
-
-  static MessageDigest sha256() {
-    try {
-      return MessageDigest.getInstance("SHA-256");
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
   }
 
   static void update(MessageDigest d, String s) {

@@ -41,8 +41,25 @@ public record JobSpec(QuantConfig config, String include, String exclude, long s
   static boolean isDefaultTarget(InputTensor t) {
     String n = t.name().toLowerCase(java.util.Locale.ROOT);
     return t.rank() == 2 && t.dtype().isFloating() && n.endsWith(".weight") && !n.contains("embed")
-        && !n.contains("norm") && !n.startsWith("lm_head.") && !n.contains(".lm_head.");
+        && !n.contains("norm") && !isOutputHead(n) && !isRouter(n);
   }
+
+  /** {@code lm_head}: the output embedding, which transformers keeps in high precision by default. */
+  static boolean isOutputHead(String name) {
+    return name.startsWith("lm_head.") || name.contains(".lm_head.");
+  }
+
+  /**
+   * A Mixture-of-Experts router ({@code mlp.gate}, {@code router}, Mixtral's {@code block_sparse_moe.gate},
+   * Qwen's {@code shared_expert_gate}): a tiny [experts, hidden] matrix whose precision decides which
+   * experts run, left in high precision by default as llm-compressor's recipes do. Not {@code gate_proj}.
+   */
+  static boolean isRouter(String name) {
+    return ROUTER.matcher(name).find();
+  }
+
+  private static final Pattern ROUTER =
+      Pattern.compile("(^|\\.)(mlp\\.gate|router|block_sparse_moe\\.gate|shared_expert_gate)\\.weight$");
 
   private static Pattern compile(String option, String regex) {
     if (regex == null) {

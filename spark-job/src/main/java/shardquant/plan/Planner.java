@@ -134,7 +134,7 @@ public final class Planner {
           + " int4-tile-packed or int4-cpu, or of an earlier repack)");
     }
     QuantConfig c = target.recipe() == null ? null : new QuantConfig(target.recipe(), groupSize, 4);
-    MessageDigest d = InputCheckpoint.sha256();
+    MessageDigest d = Storage.sha256();
     InputCheckpoint.update(d, "shardquant " + VERSION + "\0repack\0" + input.fingerprint() + "\0" + target.cliName());
     return out.plan(c, target, input.fingerprint(), HexFormat.of().formatHex(d.digest()));
   }
@@ -241,33 +241,40 @@ public final class Planner {
     return out;
   }
 
+  /**
+   * The output files, each with the whole model's metadata (every tensor's torchao JSON and the full
+   * {@code tensor_names}), as transformers' {@code save_pretrained} writes every shard: transformers merges
+   * the files' metadata and then expects every listed part consumed, and vLLM reads each file with its
+   * own metadata; a tensor is in the file that stores its parts.
+   */
   private static List<OutputFile> layOutFiles(List<Plan.Tensor> tensors, int count, String jobId) {
+    Map<String, String> metadata = new LinkedHashMap<>();
+    ArrayNode names = JsonNodeFactory.instance.arrayNode();
+    for (Plan.Tensor t : tensors) {
+      metadata.put(t.input().name(), t.metadata());
+      names.add(t.input().name());
+    }
+    metadata.put("tensor_names", TorchaoMetadata.pythonJson(names));
+    metadata.put("format", "pt");
     List<OutputFile> files = new ArrayList<>();
     for (int f = 0; f < count; f++) {
       String name = String.format("model-%05d-of-%05d.safetensors", f + 1, count);
       List<Integer> members = new ArrayList<>();
       List<SafetensorsWriter.Declared> declared = new ArrayList<>();
       List<String> quantized = new ArrayList<>();
-      Map<String, String> metadata = new LinkedHashMap<>();
-      ArrayNode names = JsonNodeFactory.instance.arrayNode();
       for (Plan.Tensor t : tensors) {
         if (t.file() != f) {
           continue;
         }
         members.add(t.index());
-        InputTensor in = t.input();
         for (Plan.StoredPart p : t.parts()) {
           declared.add(new SafetensorsWriter.Declared(p.key(), p.dtype(), p.shape()));
         }
-        metadata.put(in.name(), t.metadata());
-        names.add(in.name());
         if (t.reported()) {
-          quantized.add(in.name());
+          quantized.add(t.input().name());
         }
       }
-      metadata.put("tensor_names", TorchaoMetadata.pythonJson(names));
-      metadata.put("format", "pt");
-      MessageDigest d = InputCheckpoint.sha256();
+      MessageDigest d = Storage.sha256();
       InputCheckpoint.update(d, jobId + "\0" + name + "\0");
       declared.forEach(x -> InputCheckpoint.update(d, x.name() + x.dtype() + Arrays.toString(x.shape()) + "\0"));
       metadata.forEach((key, v) -> InputCheckpoint.update(d, key + "\0" + v + "\0"));
@@ -300,7 +307,7 @@ public final class Planner {
   }
 
   static String jobId(InputCheckpoint input, JobSpec spec) {
-    MessageDigest d = InputCheckpoint.sha256();
+    MessageDigest d = Storage.sha256();
     InputCheckpoint.update(d, "shardquant " + VERSION + "\0" + input.fingerprint() + "\0" + spec.config() + "\0"
         + spec.include() + "\0" + spec.exclude());
     return HexFormat.of().formatHex(d.digest());

@@ -45,15 +45,7 @@ final class RecipeInference {
   static boolean storedIn(Path file, String name, String metadataJson, Map<String, TensorEntry> entries)
       throws SafetensorsFormatException {
     JsonNode meta = metadataJson == null ? null : parse(file, name, metadataJson);
-    if (meta == null || "Tensor".equals(meta.path("_type").asText())) {
-      return entries.containsKey(name);
-    }
-    for (JsonNode dataName : meta.path("_tensor_data_names")) {
-      if (entries.containsKey(TorchaoMetadata.storedKey(name, dataName.asText()))) {
-        return true;
-      }
-    }
-    return false;
+    return TorchaoMetadata.storedKeys(name, meta).stream().anyMatch(entries::containsKey);
   }
 
   static TensorInfo describe(Path file, String name, String metadataJson, Map<String, TensorEntry> entries)

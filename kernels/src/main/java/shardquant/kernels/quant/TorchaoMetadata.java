@@ -51,6 +51,19 @@ public final class TorchaoMetadata {
     return tensor.substring(0, dot + 1) + "_" + tensor.substring(dot + 1) + "_" + dataName;
   }
 
+  /**
+   * The keys a tensor's parts are stored under, from its parsed metadata value (null or
+   * {@code {"_type": "Tensor"}}: a plain tensor, stored under its own name).
+   */
+  public static List<String> storedKeys(String tensor, JsonNode meta) {
+    if (meta == null || "Tensor".equals(meta.path("_type").asText())) {
+      return List.of(tensor);
+    }
+    List<String> keys = new java.util.ArrayList<>();
+    meta.path("_tensor_data_names").forEach(n -> keys.add(storedKey(tensor, n.asText())));
+    return keys;
+  }
+
   /** The metadata value for a tensor kept in high precision. */
   public static String plain() {
     return "{\"_type\": \"Tensor\"}";
