@@ -196,17 +196,39 @@ def quiet_imports():
     return captured
 
 
+def expand_braces(key):
+    """transformers' report folds layer numbers: model.layers.{0, 1}.x -> model.layers.0.x, model.layers.1.x."""
+    import itertools
+    import re
+
+    parts = re.split(r"\{([^{}]*)\}", key)
+    choices = [[p] if k % 2 == 0 else [c.strip() for c in p.split(",")] for k, p in enumerate(parts)]
+    return ["".join(c) for c in itertools.product(*choices)]
+
+
 def conversion_details(messages):
-    """Pull the per-key lines out of a transformers load report (its CONVERSION/MISSING rows)."""
-    keep = []
+    """A digest of the load report transformers logs before raising: which weights failed their conversion
+    (torchao deserialization) with which exception, and which it then reported missing."""
+    import re
+
+    failed, missing, key = {}, [], None
     for m in messages:
         for line in m.splitlines():
-            s = line.strip().strip("|").strip()
-            if any(w in s for w in ("CONVERSION", "MISSING", "UNEXPECTED", "MISMATCH")) and not s.startswith("-"):
-                keep.append(" ".join(s.replace("|", " ").split()))
-            elif s.startswith(("Error:", "KeyError", "ValueError", "AssertionError", "RuntimeError")):
-                keep.append(s)
-    return keep
+            s = line.strip()
+            row = [c.strip() for c in s.split("|")]
+            if len(row) >= 2 and row[1] in ("CONVERSION", "MISSING", "UNEXPECTED", "MISMATCH"):
+                names = expand_braces(row[0])
+                if row[1] == "CONVERSION":
+                    key = names
+                else:
+                    missing += [f"{n} {row[1]}" for n in names]
+            elif key and re.match(r"^[A-Za-z_.]*(Error|Exception)\b", s) and not s.startswith("Error"):
+                failed.setdefault(s[:200], []).extend(key)
+                key = None
+    parts = [f"{len(v)} weights failed to convert with {k}: {listed(v)}" for k, v in failed.items()]
+    if missing and not failed:
+        parts.append(f"load report: {listed(missing)}")
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------- comparisons
@@ -389,7 +411,7 @@ def check_weights(rep, ref_model, out_model, shard_of):
     if bad:
         rep.fail(f"tensors: {len(bad)} of {total} differ ({nq} quantized, {np} plain compared): {listed(bad)}")
     else:
-        rep.ok(f"tensors: all {total} identical bit for bit ({nq} quantized with every inner tensor and "
+        rep.ok(f"tensors: all {total} compared identical bit for bit ({nq} quantized with every inner tensor and "
                f"attribute, {np} plain parameters/buffers)")
 
 
@@ -549,7 +571,7 @@ def run(a):
     except Exception as e:
         details = conversion_details(captured.take())
         rep.fail(f"transformers cannot load OUT: {last_line(e)}"
-                 + (f" [{'; '.join(details[:4])}]" if details else ""))
+                 + (f" [{'; '.join(details)}]" if details else ""))
         return finish(rep, started)
     probs = load_report_problems(info)
     if probs:
@@ -644,6 +666,10 @@ def main(argv=None):
     except Usage as e:
         print(f"hf_check: {e}", flush=True)
         return EXIT_USAGE
+    except Exception as e:  # a bug here, not a verdict on OUT: one line, the traceback on stderr
+        traceback.print_exc()
+        print(f"FAIL: hf_check itself failed: {last_line(e)}", flush=True)
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":
