@@ -37,7 +37,11 @@ Environment: PyTorch, transformers, safetensors, accelerate and torchao (shared/
 one offline). From the repository root:
     TORCHAO_FORCE_SKIP_LOADING_SO_FILES=1 "$(../shared/tools/torch-env.sh DIR)" tools/hf_check.py OUT INPUT
 Runs on CPU unless the quantization needs CUDA. Deterministic: no randomness is used; the two models run
-the same kernels in the same process.
+the same kernels in the same process, whatever the thread count.
+A --logits file is bit-comparable only on CPU kernels like those that made it: on a CPU with AMX, oneDNN's
+bf16 GEMM (the unquantized lm_head) rounds one of golden/transformers-5.18/int8-dynamic's 4096 logits
+differently; ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 reproduces the file. The `note: cpu kernels` line says
+what this machine uses, and a file mismatch says when OUT still equals the in-process reference.
 """
 import argparse
 import json
