@@ -6,6 +6,7 @@ import shardquant.job.Format;
 import shardquant.job.QuantizeJob;
 import shardquant.job.TensorReport;
 import shardquant.plan.Plan;
+import shardquant.plan.QuantizationConfig;
 
 /** The table printed when a job ends: per tensor SQNR and max error, then totals, wall time and throughput. */
 final class Summary {
@@ -32,6 +33,7 @@ final class Summary {
     out.printf("%s in -> %s out in %d files (%d written, %d kept from an earlier run); wall %.1f s, %s/s; Spark %s%n",
         Format.bytes(plan.totalInputBytes()), Format.bytes(plan.totalOutputBytes()), plan.files().size(), r.filesWritten(),
         r.filesKept(), secs, Format.bytes((long) (plan.totalInputBytes() / Math.max(secs, 1e-3))), r.master());
+    out.println(QuantizationConfig.loaders(plan.config()));
     out.println((r.verified() ? "output: " : "output (NOT committed: verification failed, see the report): ") + output);
   }
 }

@@ -88,9 +88,9 @@ public final class QuantizeJob {
         kept.sizes().isEmpty() ? "" : " (" + kept.sizes().size() + " already committed by an earlier run: kept)");
     String unchanged = copiedMatrices(plan);
     if (!unchanged.isEmpty()) {
-      console.println("copied unchanged, not 1-D: " + unchanged);
+      console.println("plan: copied unchanged, not 1-D: " + unchanged);
     }
-    console.println(model.describe());
+    console.println("plan: " + model.describe());
 
     int[] build = plan.files().stream().mapToInt(f -> f.index()).filter(f -> !kept.sizes().containsKey(f)).toArray();
     List<FileResult> results = new ArrayList<>();

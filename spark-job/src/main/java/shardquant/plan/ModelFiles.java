@@ -78,7 +78,24 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
   }
 
   private static void walk(FileSystem fs, Path dir, String prefix, List<String> copied, List<String> left) throws IOException {
-    for (FileStatus s : fs.listStatus(dir)) {
+    FileStatus[] listing = fs.listStatus(dir);
+    if (Storage.isLocal(fs)) {
+      // Hadoop's local listing drops entries it cannot stat, such as a broken symbolic link (a hub cache
+      // snapshot whose blob is gone): that is a file the output would silently lack.
+      java.util.Set<String> listed = new java.util.HashSet<>();
+      for (FileStatus s : listing) {
+        listed.add(s.getPath().getName());
+      }
+      try (java.util.stream.Stream<java.nio.file.Path> names = java.nio.file.Files.list(java.nio.file.Path.of(dir.toUri()))) {
+        for (java.nio.file.Path n : (Iterable<java.nio.file.Path>) names::iterator) {
+          if (!listed.contains(n.getFileName().toString()) && !n.getFileName().toString().startsWith(".")) {
+            throw new UserError(n + ": cannot be read (a broken symbolic link?); every non-weight file of the model directory"
+                + " is copied into the output: fix it or move it out of the input");
+          }
+        }
+      }
+    }
+    for (FileStatus s : listing) {
       String name = s.getPath().getName();
       String rel = prefix + name;
       String lower = name.toLowerCase(Locale.ROOT);
@@ -138,19 +155,47 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
   public String outputConfig(ObjectNode qc) {
     ObjectNode config = parseConfig(new Path(new Path(root), CONFIG), configText);
     if (!config.has("quantization_config")) {
-      if (qc == null) {
-        return configText;
-      }
-      int close = configText.lastIndexOf('}');
-      String body = configText.substring(0, close).stripTrailing();
-      String entry = "\"quantization_config\": " + indented(qc).replace("\n", "\n  ");
-      return body + (body.endsWith("{") ? "\n  " : ",\n  ") + entry + "\n}" + configText.substring(close + 1);
+      return qc == null ? configText : withEntry(configText, qc);
+    }
+    String original = withoutOwnEntry(configText, config.get("quantization_config"));
+    if (original != null) {
+      return qc == null ? original : withEntry(original, qc);
     }
     config.remove("quantization_config");
     if (qc != null) {
       config.set("quantization_config", qc);
     }
     return indented(config) + "\n";
+  }
+
+  /** {@code text} (a JSON object without the entry) with {@code "quantization_config": qc} added before its closing brace. */
+  private static String withEntry(String text, JsonNode qc) {
+    int close = text.lastIndexOf('}');
+    String body = text.substring(0, close).stripTrailing();
+    String entry = "\"quantization_config\": " + indented(qc).replace("\n", "\n  ");
+    return body + (body.endsWith("{") ? "\n  " : ",\n  ") + entry + "\n}" + text.substring(close + 1);
+  }
+
+  /**
+   * The config.json a shardquant output's was made from, where {@code text} is exactly {@link #withEntry}
+   * of it (so a repack from one layout to another and back gives the same bytes); null otherwise.
+   */
+  private static String withoutOwnEntry(String text, JsonNode qc) {
+    int at = text.lastIndexOf("\n  \"quantization_config\": ");
+    if (at < 0) {
+      return null;
+    }
+    String body = text.substring(0, at);
+    body = body.endsWith(",") ? body.substring(0, body.length() - 1) : body;
+    int close = text.lastIndexOf('}');
+    String candidate = body + "\n}" + text.substring(close + 1);
+    try {
+      JsonNode n = JSON.readTree(candidate);
+      return n != null && n.isObject() && !n.has("quantization_config") && withEntry(candidate, qc).equals(text) ? candidate
+          : null;
+    } catch (JsonProcessingException e) {
+      return null;
+    }
   }
 
   /** JSON as Python's {@code json.dumps(indent=2)} lays it out (what transformers writes). */
