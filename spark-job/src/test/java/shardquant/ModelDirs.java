@@ -34,7 +34,8 @@ public final class ModelDirs {
       "config.json", "configuration_custom.py", "generation_config.json", "special_tokens_map.json", "tokenizer.json",
       "tokenizer_config.json");
   /** What the output must not hold. */
-  public static final List<String> LEFT_BEHIND = List.of("pytorch_model.bin", "original", ".gitattributes");
+  public static final List<String> LEFT_BEHIND =
+      List.of("pytorch_model.bin", "original", ".gitattributes", "consolidated.safetensors");
 
   private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
@@ -127,6 +128,7 @@ public final class ModelDirs {
     Files.createDirectories(dir.resolve("assets"));
     Files.writeString(dir.resolve("assets/notes.txt"), "nested files come along at their relative path\n");
     Files.write(dir.resolve("pytorch_model.bin"), new byte[] {1, 2, 3});
+    SafetensorsWriter.write(dir.resolve("consolidated.safetensors"), Map.of(), Map.of()); // beside the index, not in it
     Files.createDirectories(dir.resolve("original"));
     Files.write(dir.resolve("original/consolidated.00.pth"), new byte[] {4, 5, 6});
     Files.writeString(dir.resolve(".gitattributes"), "*.safetensors filter=lfs\n");

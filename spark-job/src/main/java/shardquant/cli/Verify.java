@@ -132,7 +132,7 @@ final class Verify {
         }
       }
     }
-    problems.addAll(checkModelFiles(a.required("input"), conf, fs, dir, index, plan));
+    problems.addAll(checkModelFiles(input, conf, fs, dir, index, plan));
     problems.forEach(p -> out.println("MISMATCH " + p));
     out.printf("verify: %d tensors checked (%d quantized with %s), %d mismatches%n", plan.tensors().size(),
         quantized.size(), config, problems.size());
@@ -292,8 +292,8 @@ final class Verify {
    * input's bytes; config.json the input's with the quantization_config this recipe and selection give),
    * with the SHA-256 the index recorded; none may be in the index's record without being in the input.
    */
-  private static List<String> checkModelFiles(String input, Configuration conf, FileSystem fs, Path dir, JsonNode index,
-      Plan plan) throws IOException {
+  private static List<String> checkModelFiles(InputCheckpoint input, Configuration conf, FileSystem fs, Path dir,
+      JsonNode index, Plan plan) throws IOException {
     List<String> problems = new ArrayList<>();
     ModelFiles model = ModelFiles.read(input, conf);
     JsonNode recorded = index.path("metadata").path(OutputDir.MODEL_FILES);

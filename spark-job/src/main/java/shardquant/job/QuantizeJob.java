@@ -74,7 +74,7 @@ public final class QuantizeJob {
     SparkConf conf = sparkConf(o, command);
     Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
     InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
-    ModelFiles model = ModelFiles.read(o.input(), hadoop);
+    ModelFiles model = ModelFiles.read(input, hadoop);
     if (command.equals("quantize")) {
       model.refuseQuantized();
     }

@@ -9,7 +9,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -43,22 +42,20 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
   private static final Set<String> OWN = Set.of("quantization_report.json", "_SUCCESS");
   private static final ObjectMapper JSON = new ObjectMapper().enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
 
-  public static ModelFiles read(String input, Configuration conf) throws IOException {
-    Path root = Storage.path(input);
+  /** The model files beside {@code input}'s weights (none where the input is one file). */
+  public static ModelFiles read(InputCheckpoint input, Configuration conf) throws IOException {
+    Path root = new Path(input.root());
     FileSystem fs = Storage.fs(root, conf);
-    FileStatus status;
-    try {
-      status = fs.getFileStatus(root);
-    } catch (FileNotFoundException e) {
-      throw new UserError(input + ": no such file or directory");
-    }
-    if (!status.isDirectory()) {
+    if (!fs.getFileStatus(root).isDirectory()) {
       return new ModelFiles(root.toString(), List.of(), List.of(), null, false);
     }
+    Set<String> weightFiles = new java.util.HashSet<>();
+    input.tensors().forEach(t -> weightFiles.add(new Path(t.file()).getName()));
     List<String> copied = new ArrayList<>();
     List<String> left = new ArrayList<>();
-    walk(fs, root, "", copied, left);
+    walk(fs, root, "", weightFiles, copied, left);
     copied.sort(null);
+    left.sort(null);
     String config = null;
     for (String rel : copied) {
       Path p = new Path(root, rel);
@@ -77,7 +74,8 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
     return new ModelFiles(root.toString(), List.copyOf(copied), List.copyOf(left), config, true);
   }
 
-  private static void walk(FileSystem fs, Path dir, String prefix, List<String> copied, List<String> left) throws IOException {
+  private static void walk(FileSystem fs, Path dir, String prefix, Set<String> weightFiles, List<String> copied,
+      List<String> left) throws IOException {
     FileStatus[] listing = fs.listStatus(dir);
     if (Storage.isLocal(fs)) {
       // Hadoop's local listing drops entries it cannot stat, such as a broken symbolic link (a hub cache
@@ -105,14 +103,16 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
         if (prefix.isEmpty() && lower.equals("original")) {
           left.add(rel + "/ (consolidated weights)");
         } else {
-          walk(fs, s.getPath(), rel + "/", copied, left);
+          walk(fs, s.getPath(), rel + "/", weightFiles, copied, left);
         }
       } else if (prefix.isEmpty() && (name.equals(InputCheckpoint.INDEX) || OWN.contains(name))) {
         continue; // the job writes its own
+      } else if (prefix.isEmpty() && weightFiles.contains(name)) {
+        continue; // the input's weights: quantized or copied into the job's own files
+      } else if (lower.endsWith(".safetensors")) {
+        left.add(rel + " (safetensors weights not in the input's index)");
       } else if (WEIGHT_SUFFIXES.stream().anyMatch(lower::endsWith) || lower.matches(".*\\.(bin|pt|pth)\\.index\\.json")) {
-        if (!(prefix.isEmpty() && lower.endsWith(".safetensors"))) {
-          left.add(rel + " (weights in another format)");
-        }
+        left.add(rel + " (weights in another format)");
       } else {
         copied.add(rel);
       }

@@ -69,8 +69,8 @@ class ModelDirectoryTest {
     for (String f : ModelDirs.LEFT_BEHIND) {
       assertFalse(Files.exists(out.resolve(f)), f + " must not be copied");
     }
-    assertTrue(r.err().contains("left behind: .gitattributes (hidden), original/ (consolidated weights), pytorch_model.bin"
-        + " (weights in another format)"), r::toString);
+    assertTrue(r.err().contains("left behind: .gitattributes (hidden), consolidated.safetensors (safetensors weights not in the"
+        + " input's index), original/ (consolidated weights), pytorch_model.bin (weights in another format)"), r::toString);
 
     // config.json: every byte of the input's kept, and the recipe's quantization_config added.
     String inConfig = Files.readString(in.resolve("config.json"));
@@ -130,6 +130,12 @@ class ModelDirectoryTest {
     }
     Run v = JobTestSupport.cli("verify", "--input", in.toString(), "--output", out.toString());
     assertEquals(0, v.status(), v::toString);
+    Run inspect = JobTestSupport.cli("inspect", out.toString());
+    assertEquals(0, inspect.status(), inspect::toString);
+    assertTrue(inspect.out().contains("config.json quantization_config: " + (qc == null ? "none" : qc.toString())),
+        inspect::toString);
+    assertTrue(inspect.out().contains(c.torchaoConfig() == null ? "loads with shardquant's Checkpoint only"
+        : "loads with transformers >= 5"), inspect::toString);
   }
 
   @Test
