@@ -14,9 +14,9 @@ import shardquant.kernels.quant.Recipe;
 import shardquant.plan.JobSpec;
 
 /**
- * {@code shardquant demo}: a synthetic Llama-shaped bf16 checkpoint (Hugging Face names, several
- * files and an index, about 1 GB) quantized with the default recipe in embedded Spark, with progress,
- * the summary table and where everything is.
+ * {@code shardquant demo}: a synthetic Llama-shaped bf16 checkpoint (a Hugging Face model directory:
+ * several files and an index, config and tokenizer; about 1 GB) quantized with the default recipe in
+ * embedded Spark, with progress, the summary table and where everything is.
  */
 final class Demo {
   static final Recipe DEFAULT_RECIPE = Recipe.INT4_TILE_PACKED;
