@@ -9,14 +9,15 @@ import java.util.Set;
 import shardquant.job.Format;
 import shardquant.job.JobOptions;
 import shardquant.job.QuantizeJob;
+import shardquant.job.StatusLine;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.plan.JobSpec;
 
 /**
- * {@code shardquant demo}: a synthetic Llama-shaped bf16 checkpoint (Hugging Face names, several
- * files and an index, about 1 GB) quantized with the default recipe in embedded Spark, with progress,
- * the summary table and where everything is.
+ * {@code shardquant demo}: a synthetic Llama-shaped bf16 checkpoint (a Hugging Face model directory:
+ * several files and an index, config and tokenizer; about 1 GB) quantized with the default recipe in
+ * embedded Spark, with progress, the summary table and where everything is.
  */
 final class Demo {
   static final Recipe DEFAULT_RECIPE = Recipe.INT4_TILE_PACKED;
@@ -36,12 +37,17 @@ final class Demo {
       err.printf("demo: writing a synthetic Llama-shaped bf16 checkpoint (%s, %s) to %s%n", shape,
           Format.bytes(shape.totalBytes()), input);
       long[] last = {0};
-      SyntheticCheckpoint.write(input, shape, 4, 42, done -> {
-        if (done - last[0] >= shape.totalBytes() / 10 || done == shape.totalBytes()) {
-          last[0] = done;
-          err.printf("demo: %s/%s written%n", Format.bytes(done), Format.bytes(shape.totalBytes()));
-        }
-      });
+      StatusLine line = StatusLine.forConsole(err);
+      try {
+        SyntheticCheckpoint.write(input, shape, 4, 42, done -> {
+          if (done - last[0] >= shape.totalBytes() / 10 || done == shape.totalBytes()) {
+            last[0] = done;
+            line.update("demo: " + Format.bytes(done) + "/" + Format.bytes(shape.totalBytes()) + " written");
+          }
+        });
+      } finally {
+        line.end();
+      }
     }
     JobSpec spec = new JobSpec(QuantConfig.of(DEFAULT_RECIPE), null, null,
         a.bytes("shard-bytes", JobSpec.DEFAULT_SHARD_BYTES), a.bytes("output-file-bytes", 256L << 20));

@@ -25,6 +25,8 @@ public final class Main {
   static final int BAD_INPUT = 2;
   static final int VERIFY_FAILED = 3;
   static final int INTERNAL = 1;
+  /** Environment variable: set, errors come with their stack trace and the logs with their details. */
+  private static final String DEBUG_ENV = "SHARDQUANT_DEBUG";
 
   private static final Set<String> QUANTIZE_OPTIONS = Set.of("input", "output", "recipe", "recipe-file", "group-size",
       "bits", "master", "backend", "shard-bytes", "output-file-bytes", "include", "exclude", "dump-shards", "conf");
@@ -58,6 +60,7 @@ public final class Main {
   private Main() {}
 
   public static void main(String[] args) {
+    ConsoleLog.install(System.getenv(DEBUG_ENV) != null);
     int status = run(args, System.out, System.err);
     System.out.flush();
     System.exit(status);
@@ -97,8 +100,8 @@ public final class Main {
         return BAD_INPUT;
       }
       err.println("shardquant " + command + ": internal error: " + String.valueOf(e.getMessage()).lines().findFirst().orElse(e.toString())
-          + " (" + e.getClass().getName() + "; set SHARDQUANT_DEBUG=1 for the stack trace)");
-      if (System.getenv("SHARDQUANT_DEBUG") != null) {
+          + " (" + e.getClass().getName() + "; set " + DEBUG_ENV + "=1 for the stack trace)");
+      if (System.getenv(DEBUG_ENV) != null) {
         e.printStackTrace(err);
       }
       return INTERNAL;

@@ -23,7 +23,10 @@ import shardquant.kernels.tensor.Tensor;
 /**
  * Writes a Llama-shaped bf16 checkpoint of any size, laid out as Hugging Face shards it
  * ({@code model-0000i-of-0000N.safetensors} plus {@code model.safetensors.index.json}), for the demo,
- * for tests, and for memory tests at sizes no test machine could hold in memory.
+ * for tests, and for memory tests at sizes no test machine could hold in memory. Beside the weights
+ * go the config, generation config and a small tokenizer ({@link LlamaModelFiles}), so transformers'
+ * {@code AutoModelForCausalLM} and {@code AutoTokenizer} load the directory as they load a model
+ * from the Hub.
  *
  * <p>Values come from {@link SyntheticWeights}: deterministic, each tensor from its own stream, so a
  * tensor's bytes depend on neither the file count nor the other tensors. Weights are approximately
@@ -40,11 +43,12 @@ public final class SyntheticCheckpoint {
   /** Llama-like dimensions; {@code hidden / heads} is the head dimension shared by q, k and v. */
   public record Shape(int layers, int hidden, int intermediate, int heads, int kvHeads, int vocab) {
     public Shape {
-      if (layers < 1 || hidden < 1 || intermediate < 1 || heads < 1 || kvHeads < 1 || vocab < 1
+      if (layers < 1 || hidden < 1 || intermediate < 1 || heads < 1 || kvHeads < 1 || vocab < LlamaModelFiles.MIN_VOCAB
           || hidden % heads != 0 || heads % kvHeads != 0) {
         throw new IllegalArgumentException("bad shape: layers=" + layers + ", hidden=" + hidden + ", intermediate="
             + intermediate + ", heads=" + heads + ", kvHeads=" + kvHeads + ", vocab=" + vocab
-            + ": every dimension must be positive, hidden a multiple of heads and heads a multiple of kvHeads");
+            + ": every dimension must be positive, hidden a multiple of heads, heads a multiple of kvHeads and vocab at"
+            + " least " + LlamaModelFiles.MIN_VOCAB + " (the tokenizer's special, byte and space tokens)");
       }
     }
 
@@ -54,7 +58,7 @@ public final class SyntheticCheckpoint {
      * Llama's proportion of one layer per 128 of hidden, as many layers as then fit, the intermediate
      * size (a multiple of 256, about 3.5·hidden) stretched to take up most of the rest and the
      * vocabulary the remainder: within 2% from 4 MB up. Never smaller than one layer of hidden 256 and a
-     * vocabulary of 256 (about 1 MB).
+     * vocabulary of 512 (about 1 MB).
      */
     public static Shape forBytes(long approxBytes) {
       if (approxBytes < 1) {
@@ -77,7 +81,7 @@ public final class SyntheticCheckpoint {
       // The vocabulary takes up what intermediate's steps of 256 could not: 256 more rows of both
       // embed_tokens and lm_head is a much finer step.
       long vocabStep = 2L * 256 * best.hidden() * DType.BF16.byteSize();
-      long vocab = Math.max(256, best.vocab() + Math.round((double) (approxBytes - sized.totalBytes()) / vocabStep) * 256);
+      long vocab = Math.max(512, best.vocab() + Math.round((double) (approxBytes - sized.totalBytes()) / vocabStep) * 256);
       return new Shape(layers, best.hidden(), (int) intermediate, best.heads(), best.kvHeads(), (int) vocab);
     }
 
@@ -131,9 +135,10 @@ public final class SyntheticCheckpoint {
   }
 
   /**
-   * Writes the checkpoint into {@code dir} (created if missing) and returns it. The tensors of
-   * {@link Shape#tensors()} are split in order over {@code files} files of roughly equal size, each
-   * committed atomically; the index is written last, so a directory with an index is complete.
+   * Writes the checkpoint into {@code dir} (created if missing) and returns it: first the model's config
+   * and tokenizer files, then the tensors of {@link Shape#tensors()} split in order over {@code files}
+   * files of roughly equal size; each file is committed atomically, and the index is written last, so a
+   * directory with an index is complete.
    * {@code progress}, if not null, receives the number of bytes written so far after each chunk.
    */
   public static Path write(Path dir, Shape shape, int files, long seed, LongConsumer progress) throws IOException {
@@ -143,6 +148,10 @@ public final class SyntheticCheckpoint {
           + ", got " + files);
     }
     Files.createDirectories(dir);
+    boolean tiedEmbeddings = tensors.stream().noneMatch(d -> d.name().equals("lm_head.weight"));
+    for (Map.Entry<String, byte[]> f : LlamaModelFiles.files(shape, tiedEmbeddings).entrySet()) {
+      writeAtomically(dir.resolve(f.getKey()), f.getValue());
+    }
     int[] fileOf = assignFiles(tensors, files, shape.totalBytes());
     ObjectNode index = JSON.createObjectNode();
     index.putObject("metadata").put("total_size", shape.totalBytes());
@@ -180,15 +189,19 @@ public final class SyntheticCheckpoint {
       }
       first = end;
     }
-    Path indexPath = dir.resolve("model.safetensors.index.json");
-    Path temp = dir.resolve(".model.safetensors.index.json.tmp");
-    Files.write(temp, JSON.writeValueAsString(index).getBytes(StandardCharsets.UTF_8));
-    try {
-      Files.move(temp, indexPath, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    } catch (AtomicMoveNotSupportedException e) {
-      Files.move(temp, indexPath, StandardCopyOption.REPLACE_EXISTING);
-    }
+    writeAtomically(dir.resolve("model.safetensors.index.json"), JSON.writeValueAsString(index).getBytes(StandardCharsets.UTF_8));
     return dir;
+  }
+
+  /** Writes a hidden temporary file beside {@code target} and renames it into place. */
+  private static void writeAtomically(Path target, byte[] contents) throws IOException {
+    Path temp = target.resolveSibling("." + target.getFileName() + ".tmp");
+    Files.write(temp, contents);
+    try {
+      Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    } catch (AtomicMoveNotSupportedException e) {
+      Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING);
+    }
   }
 
   /**

@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.Map;
 import org.apache.spark.Success$;
 import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerApplicationEnd;
 import org.apache.spark.scheduler.SparkListenerStageSubmitted;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.storage.RDDInfo;
@@ -13,8 +14,9 @@ import shardquant.plan.Plan;
 /**
  * Progress on the console while the job runs: tensors and bytes done, rate and time left, from Spark's
  * task-end events on the driver. Each quantize task's partition index names its group of shards in
- * the plan, so tensors are counted done exactly when their last shard is. At most one line every
- * {@code intervalMillis}, and always the last.
+ * the plan, so tensors are counted done exactly when their last shard is. At most one update every
+ * {@code intervalMillis}, and always the last; on a terminal one line redrawn in place, elsewhere one
+ * line per update ({@link StatusLine}).
  */
 final class Progress extends SparkListener {
   static final String QUANTIZE_RDD = "shardquant quantize";
@@ -24,7 +26,7 @@ final class Progress extends SparkListener {
   private final Plan plan;
   private final int[][] groups;
   private final String command;
-  private final PrintStream out;
+  private final StatusLine line;
   private final long intervalMillis;
   private final long totalBytes;
   private final int totalTensors;
@@ -38,10 +40,14 @@ final class Progress extends SparkListener {
   private long lastPrint;
 
   Progress(Plan plan, int[][] groups, int[] files, String command, PrintStream out, long intervalMillis) {
+    this(plan, groups, files, command, StatusLine.forConsole(out), intervalMillis);
+  }
+
+  Progress(Plan plan, int[][] groups, int[] files, String command, StatusLine line, long intervalMillis) {
     this.plan = plan;
     this.command = command;
     this.groups = groups;
-    this.out = out;
+    this.line = line;
     this.intervalMillis = intervalMillis;
     long bytes = 0;
     for (int[] g : groups) {
@@ -74,18 +80,34 @@ final class Progress extends SparkListener {
     }
     String kind = stageKinds.get(e.stageId());
     if (QUANTIZE_RDD.equals(kind)) {
-      for (int s : groups[e.taskInfo().index()]) {
-        Plan.Shard shard = plan.shards().get(s);
-        bytesDone += plan.inputBytes(shard);
-        if (shardsLeft.merge(shard.tensor(), -1, Integer::sum) == 0) {
-          tensorsDone++;
-        }
-      }
-      print(false);
+      quantized(e.taskInfo().index());
     } else if (ASSEMBLE_RDD.equals(kind)) {
-      filesDone++;
-      print(filesDone == totalFiles);
+      assembled();
     }
+  }
+
+  /** A failed job ends here too: whatever follows on the console starts on a line of its own. */
+  @Override
+  public void onApplicationEnd(SparkListenerApplicationEnd e) {
+    line.end();
+  }
+
+  /** Quantize task {@code index} (its group of shards) succeeded. */
+  synchronized void quantized(int index) {
+    for (int s : groups[index]) {
+      Plan.Shard shard = plan.shards().get(s);
+      bytesDone += plan.inputBytes(shard);
+      if (shardsLeft.merge(shard.tensor(), -1, Integer::sum) == 0) {
+        tensorsDone++;
+      }
+    }
+    print(false);
+  }
+
+  /** An assembly task (one output file) succeeded. */
+  synchronized void assembled() {
+    filesDone++;
+    print(filesDone == totalFiles);
   }
 
   private void print(boolean force) {
@@ -98,8 +120,12 @@ final class Progress extends SparkListener {
     double secs = (System.nanoTime() - startNanos) / 1e9;
     double rate = bytesDone / Math.max(secs, 1e-3);
     String left = bytesDone == 0 ? "?" : Format.duration((totalBytes - bytesDone) / Math.max(rate, 1));
-    out.printf("%s: %d/%d tensors, %s/%s, %s/s, %s left, files %d/%d written%n", command, tensorsDone, totalTensors,
-        Format.bytes(bytesDone), Format.bytes(totalBytes), Format.bytes((long) rate), left, filesDone, totalFiles);
-    out.flush();
+    // Within 80 columns for most models: a terminal wraps a longer line, and a wrapped line cannot be redrawn.
+    line.update(String.format("%s: %d/%d tensors, %s/%s, %s/s, %s left, files %d/%d", command, tensorsDone,
+        totalTensors, Format.bytes(bytesDone), Format.bytes(totalBytes), Format.bytes((long) rate), left, filesDone,
+        totalFiles));
+    if (last) {
+      line.end();
+    }
   }
 }

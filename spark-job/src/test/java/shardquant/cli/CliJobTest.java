@@ -32,8 +32,17 @@ class CliJobTest {
     assertTrue(JobTestSupport.modelFiles(out).size() > 1);
     assertTrue(r.err().contains("demo: writing a synthetic Llama-shaped bf16 checkpoint"), r::toString);
     assertTrue(r.err().lines().anyMatch(l -> l.startsWith("quantize: ") && l.contains(" left")), r::toString);
-    assertTrue(r.out().contains("model.layers.0.self_attn.q_proj.weight"), r::toString);
-    assertTrue(r.out().lines().anyMatch(l -> l.startsWith("total: ") && l.contains("int4-tile-packed group 128")), r::toString);
+    assertTrue(Files.exists(tmp.resolve("input").resolve("config.json")), "a Hugging Face model directory");
+    assertTrue(Files.exists(tmp.resolve("input").resolve("tokenizer.json")), "a Hugging Face model directory");
+    // More tensors than the table lists: the worst ten, and where the others are.
+    int quantized = new com.fasterxml.jackson.databind.ObjectMapper().readTree(out.resolve("quantization_report.json")
+        .toFile()).get("tensors").size();
+    assertTrue(quantized > Summary.ALL_UP_TO, quantized + " tensors");
+    assertEquals(Summary.WORST, r.out().lines().filter(l -> l.startsWith("model.layers.")).count(), r::toString);
+    assertTrue(r.out().contains("(the 10 lowest SQNR; " + (quantized - Summary.WORST) + " more in " + out
+        + "/quantization_report.json)"), r::toString);
+    assertTrue(r.out().lines().anyMatch(l -> l.startsWith("total: " + quantized + " tensors quantized")
+        && l.contains("int4-tile-packed group 128")), r::toString);
     assertTrue(r.out().contains("output: " + out), r::toString);
 
     Run inspect = JobTestSupport.cli("inspect", out.toString());

@@ -11,7 +11,8 @@ import shardquant.kernels.backend.reference.ReferenceBackend;
  * least {@value #MIN_VECTOR_BITS} bits; otherwise the reference runs and one log line says why.
  * Nothing else in the project references the incubator module, so it is optional at run time.
  * {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU, and logs once
- * which and why.
+ * which and why in one short line ({@code backend: cpu-simd (no CUDA driver: libcuda.so.1 not found)});
+ * the long details are logged at DEBUG (FINE).
  */
 public final class Backends {
   public static final int MIN_VECTOR_BITS = 256;
@@ -93,14 +94,16 @@ public final class Backends {
     if (problem == null) {
       try {
         CudaBackend cuda = CudaBackend.instance(cudaOrdinal);
-        logAuto("shardquant: backend auto runs on CUDA (" + cuda.device().description() + ")"
-            + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU for " + cuda.cpuOnly()));
+        logAuto("backend: cuda (" + cuda.device().description() + ")"
+            + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU: " + String.join(", ", cuda.cpuOnly())));
         return cuda;
       } catch (RuntimeException | LinkageError e) {
-        problem = "the CUDA backend failed to start: " + e;
+        LOG.log(System.Logger.Level.DEBUG, "the CUDA backend failed to start", e);
+        problem = "the CUDA backend failed to start: " + e.getClass().getSimpleName() + ": "
+            + String.valueOf(e.getMessage()).lines().findFirst().orElse("");
       }
     }
-    logAuto("shardquant: backend auto runs on the CPU (" + cpu().name() + "); CUDA is not used: " + problem);
+    logAuto("backend: " + cpu().name() + " (" + problem + ")");
     return cpu();
   }
 
@@ -130,7 +133,7 @@ public final class Backends {
 
   private static Backend fallBack(String why) {
     simdProblem = why;
-    LOG.log(System.Logger.Level.INFO, "shardquant: CPU SIMD kernels off, the scalar reference runs: " + why);
+    LOG.log(System.Logger.Level.INFO, "CPU SIMD kernels off, the scalar reference runs: " + why);
     return ReferenceBackend.INSTANCE;
   }
 }

@@ -8,9 +8,12 @@ import jcuda.driver.JCudaDriver;
 /**
  * Whether the CUDA backend can run in this JVM, asked once and cached: JCuda's natives load (they need
  * the NVIDIA driver's {@code libcuda.so.1}), {@code cuInit} succeeds, device 0 exists with compute
- * capability 8.0 or newer, and this build holds PTX for it. Otherwise {@link #problem()} says why.
+ * capability 8.0 or newer, and this build holds PTX for it. Otherwise {@link #problem()} says why in
+ * a few words; the exception behind it, when there is one, is logged at DEBUG (FINE).
  */
 public final class CudaProbe {
+  private static final System.Logger LOG = System.getLogger(CudaProbe.class.getName());
+
   /** The probe's answer: the device when available, else why not. */
   public record Answer(String device, int major, int minor, int arch, String problem) {
     public boolean available() {
@@ -77,19 +80,17 @@ public final class CudaProbe {
       }
       return new Answer(device, major[0], minor[0], arch, null);
     } catch (LinkageError e) {
-      // UnsatisfiedLinkError on the first touch (libcuda.so.1 missing), NoClassDefFoundError after it.
-      return unavailable("the NVIDIA driver library libcuda.so.1 could not be loaded: " + oneLine(e));
+      // UnsatisfiedLinkError on the first touch, NoClassDefFoundError after it. JCuda's message spans
+      // many lines and names the temporary copy of its own library: the details are for debugging.
+      LOG.log(System.Logger.Level.DEBUG, "CUDA probe: JCuda's native library did not load", e);
+      String m = String.valueOf(e.getMessage());
+      return unavailable(m.contains("libcuda.so.1: cannot open shared object file") ? "no CUDA driver: libcuda.so.1 not found"
+          : "JCuda's native library did not load (" + e.getClass().getSimpleName() + ": " + m.lines().findFirst().orElse("")
+              + ")");
     } catch (RuntimeException e) {
+      LOG.log(System.Logger.Level.DEBUG, "CUDA probe: JCuda failed to start", e);
       return unavailable("JCuda failed to start: " + e);
     }
-  }
-
-  /** JCuda's load error spans many lines; the one naming the missing library is the reason. */
-  private static String oneLine(Throwable e) {
-    String m = String.valueOf(e.getMessage());
-    return m.lines().filter(l -> l.contains("cannot open shared object")).findFirst()
-        .map(l -> l.replaceFirst("^java\\.lang\\.UnsatisfiedLinkError: ", ""))
-        .orElse(e.getClass().getSimpleName() + ": " + m.lines().findFirst().orElse(""));
   }
 
   private static void check(int rc, String call) {
