@@ -34,6 +34,10 @@ class CliJobTest {
     assertTrue(r.err().lines().anyMatch(l -> l.startsWith("quantize: ") && l.contains(" left")), r::toString);
     assertTrue(Files.exists(tmp.resolve("input").resolve("config.json")), "a Hugging Face model directory");
     assertTrue(Files.exists(tmp.resolve("input").resolve("tokenizer.json")), "a Hugging Face model directory");
+    // ... and so is the output: the tokenizer along, config.json with the recipe's quantization_config.
+    assertEquals(-1L, Files.mismatch(tmp.resolve("input/tokenizer.json"), out.resolve("tokenizer.json")));
+    assertEquals("Int4WeightOnlyConfig", new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+        out.resolve("config.json").toFile()).at("/quantization_config/quant_type/default/_type").asText());
     // More tensors than the table lists: the worst ten, and where the others are.
     int quantized = new com.fasterxml.jackson.databind.ObjectMapper().readTree(out.resolve("quantization_report.json")
         .toFile()).get("tensors").size();
