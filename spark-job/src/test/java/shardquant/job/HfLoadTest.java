@@ -35,22 +35,35 @@ class HfLoadTest {
   @TempDir
   Path tmp;
 
+  private static final Path GOLDEN = JobTestSupport.golden("transformers-5.18");
+
+  /** The golden input quantized by the job with {@code args}. */
+  private Path quantizeGolden(String... args) {
+    Path out = tmp.resolve("out");
+    Run r = JobTestSupport.quantize(GOLDEN.resolve("input"), out, args);
+    assertEquals(0, r.status(), r::toString);
+    return out;
+  }
+
+  /** {@code tools/hf_check.py OUT INPUT ...} against the golden input. */
+  private static TorchEnv.Result hfCheck(Path out, String... more) throws IOException {
+    List<String> args = new java.util.ArrayList<>(List.of(out.toString(), GOLDEN.resolve("input").toString()));
+    args.addAll(List.of(more));
+    return TorchEnv.run("hf_check.py", args, 600);
+  }
+
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"8da4w", "intx-weight-only", "int8-weight-only", "int8-dynamic"})
   void transformersLoadsTheOutputAsItLoadsItsOwn(String recipe) throws IOException {
-    Path golden = JobTestSupport.golden("transformers-5.18");
-    Path out = tmp.resolve("out");
-    Run r = JobTestSupport.quantize(golden.resolve("input"), out, "--recipe", recipe, "--output-file-bytes", "400000",
-        "--shard-bytes", "65536");
-    assertEquals(0, r.status(), r::toString);
+    Path golden = GOLDEN;
+    Path out = quantizeGolden("--recipe", recipe, "--output-file-bytes", "400000", "--shard-bytes", "65536");
     assertTrue(JobTestSupport.modelFiles(out).size() > 2, "several output files, each with the whole model's metadata");
     assertEquals(JSON.readTree(golden.resolve(recipe).resolve("config.json").toFile()),
         JSON.readTree(out.resolve("config.json").toFile()), "config.json as transformers wrote it, quantization_config included");
     assertEquals(-1L, Files.mismatch(golden.resolve("input/generation_config.json"), out.resolve("generation_config.json")));
 
-    TorchEnv.Result check = TorchEnv.run("hf_check.py", List.of(out.toString(), golden.resolve("input").toString(),
-        "--logits", golden.resolve(recipe).resolve("logits.safetensors").toString(),
-        "--same-as", golden.resolve(recipe).toString()), 600);
+    TorchEnv.Result check = hfCheck(out, "--logits", golden.resolve(recipe).resolve("logits.safetensors").toString(),
+        "--same-as", golden.resolve(recipe).toString());
     assertEquals(0, check.status(), check::output);
     assertTrue(check.output().contains("summary: ok"), check::output);
   }
@@ -58,15 +71,11 @@ class HfLoadTest {
   /** Modules left out by --exclude are named in modules_to_not_convert, and transformers' own quantization with that config skips exactly them. */
   @Test
   void excludedModulesAreNamedAndSkippedByTransformers() throws IOException {
-    Path golden = JobTestSupport.golden("transformers-5.18");
-    Path out = tmp.resolve("out");
-    Run r = JobTestSupport.quantize(golden.resolve("input"), out, "--recipe", "int8-weight-only", "--exclude",
-        ".*\\.o_proj\\.weight");
-    assertEquals(0, r.status(), r::toString);
+    Path out = quantizeGolden("--recipe", "int8-weight-only", "--exclude", ".*\\.o_proj\\.weight");
     JsonNode qc = JSON.readTree(out.resolve("config.json").toFile()).path("quantization_config");
     assertEquals(JSON.readTree("[\"lm_head\", \"model.layers.0.self_attn.o_proj\", \"model.layers.1.self_attn.o_proj\"]"),
         qc.path("modules_to_not_convert"));
-    TorchEnv.Result check = TorchEnv.run("hf_check.py", List.of(out.toString(), golden.resolve("input").toString()), 600);
+    TorchEnv.Result check = hfCheck(out);
     assertEquals(0, check.status(), check::output);
     assertTrue(check.output().contains("ok: same 12 quantized weights in OUT and reference"), check::output);
   }
@@ -74,11 +83,7 @@ class HfLoadTest {
   /** int4 tile-packed: transformers and torchao pack it only with CUDA, so the load is checked where a GPU is. */
   @Test
   void int4TilePackedLoadsWhereThereIsAGpu() throws IOException {
-    Path golden = JobTestSupport.golden("transformers-5.18");
-    Path out = tmp.resolve("out");
-    Run r = JobTestSupport.quantize(golden.resolve("input"), out, "--recipe", "int4-tile-packed", "--group-size", "64");
-    assertEquals(0, r.status(), r::toString);
-    TorchEnv.Result check = TorchEnv.run("hf_check.py", List.of(out.toString(), golden.resolve("input").toString()), 600);
+    TorchEnv.Result check = hfCheck(quantizeGolden("--recipe", "int4-tile-packed", "--group-size", "64"));
     Assumptions.assumeFalse(check.status() == 4, () -> "skipped (GPU case): " + check.output().lines()
         .filter(l -> l.startsWith("skip:")).findFirst().orElse(check.output()));
     assertEquals(0, check.status(), check::output);
