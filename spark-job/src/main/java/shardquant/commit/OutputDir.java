@@ -151,7 +151,7 @@ public final class OutputDir {
     fs.delete(new Path(dir, INDEX), false);
     fs.delete(new Path(dir, REPORT), false);
     for (String stale : copiedEarlier) {
-      if (!model.copied().contains(stale)) {
+      if (!model.copied().contains(stale) && isPlainRelative(stale)) {
         fs.delete(new Path(dir, stale), false); // copied by an earlier run from a file the input no longer has
       }
     }
@@ -162,6 +162,12 @@ public final class OutputDir {
       fs.delete(p, false);
     }
     return new Kept(keep, reports);
+  }
+
+  /** A relative path inside the directory (read from a file there, so never trusted to stay inside by itself). */
+  private static boolean isPlainRelative(String rel) {
+    return !rel.isEmpty() && !rel.startsWith("/") && !rel.contains("\\")
+        && java.util.Arrays.stream(rel.split("/", -1)).noneMatch(c -> c.isEmpty() || c.equals(".") || c.equals(".."));
   }
 
   /** An index or report a rerun would replace must be one shardquant wrote; returns it. */

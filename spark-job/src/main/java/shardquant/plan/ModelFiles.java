@@ -10,10 +10,15 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.util.HashSet;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Stream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
@@ -37,7 +42,7 @@ import shardquant.job.UserError;
 public record ModelFiles(String root, List<String> copied, List<String> leftBehind, String configText, boolean directory) {
   public static final String CONFIG = "config.json";
   private static final Set<String> WEIGHT_SUFFIXES =
-      Set.of(".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".npz", ".onnx", ".tflite");
+      Set.of(".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".npz", ".onnx", ".tflite");
   /** Files shardquant writes into an output itself; an input that is a shardquant output has them too. */
   private static final Set<String> OWN = Set.of("quantization_report.json", "_SUCCESS");
   private static final ObjectMapper JSON = new ObjectMapper().enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
@@ -49,7 +54,7 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
     if (!fs.getFileStatus(root).isDirectory()) {
       return new ModelFiles(root.toString(), List.of(), List.of(), null, false);
     }
-    Set<String> weightFiles = new java.util.HashSet<>();
+    Set<String> weightFiles = new HashSet<>();
     input.tensors().forEach(t -> weightFiles.add(new Path(t.file()).getName()));
     List<String> copied = new ArrayList<>();
     List<String> left = new ArrayList<>();
@@ -61,7 +66,7 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
       Path p = new Path(root, rel);
       try (FSDataInputStream in = fs.open(p)) {
         if (rel.equals(CONFIG)) {
-          config = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+          config = new String(in.readAllBytes(), StandardCharsets.UTF_8);
         }
       } catch (IOException e) {
         throw new UserError(Storage.display(p.toString()) + ": cannot be read (" + e.getMessage() + "); every non-weight file"
@@ -80,11 +85,11 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
     if (Storage.isLocal(fs)) {
       // Hadoop's local listing drops entries it cannot stat, such as a broken symbolic link (a hub cache
       // snapshot whose blob is gone): that is a file the output would silently lack.
-      java.util.Set<String> listed = new java.util.HashSet<>();
+      Set<String> listed = new HashSet<>();
       for (FileStatus s : listing) {
         listed.add(s.getPath().getName());
       }
-      try (java.util.stream.Stream<java.nio.file.Path> names = java.nio.file.Files.list(java.nio.file.Path.of(dir.toUri()))) {
+      try (Stream<java.nio.file.Path> names = Files.list(java.nio.file.Path.of(dir.toUri()))) {
         for (java.nio.file.Path n : (Iterable<java.nio.file.Path>) names::iterator) {
           if (!listed.contains(n.getFileName().toString()) && !n.getFileName().toString().startsWith(".")) {
             throw new UserError(n + ": cannot be read (a broken symbolic link?); every non-weight file of the model directory"
@@ -214,7 +219,7 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
 
   /** The top-level names of the copied files (a file, or the folder holding one), as they appear in the output. */
   public Set<String> topLevelNames() {
-    java.util.TreeSet<String> out = new java.util.TreeSet<>();
+    TreeSet<String> out = new TreeSet<>();
     copied.forEach(c -> out.add(c.contains("/") ? c.substring(0, c.indexOf('/')) : c));
     return out;
   }

@@ -195,6 +195,24 @@ class ModelDirectoryTest {
     }
   }
 
+  /** The record of an earlier run's copies is read from the output directory: a path in it never reaches outside. */
+  @Test
+  void recordedCopiesOutsideTheDirectoryAreNeverRemoved() throws IOException {
+    Path in = ModelDirs.tiedLlama(tmp.resolve("in"));
+    Path out = tmp.resolve("out");
+    assertEquals(0, JobTestSupport.quantize(in, out, "--recipe", "8da4w").status());
+    Path victim = Files.writeString(tmp.resolve("victim.txt"), "keep me");
+    Path report = out.resolve("quantization_report.json");
+    ObjectNode json = (ObjectNode) JSON.readTree(report.toFile());
+    ((ObjectNode) json.path("model_files")).put("../victim.txt", "00").put(victim.toString(), "00");
+    Files.writeString(report, json.toString());
+    Files.delete(out.resolve("_SUCCESS"));
+    Files.delete(out.resolve("model.safetensors.index.json"));
+    Run r = JobTestSupport.quantize(in, out, "--recipe", "8da4w");
+    assertEquals(0, r.status(), r::toString);
+    assertEquals("keep me", Files.readString(victim));
+  }
+
   @Test
   void aModelDirectoryIsNotTakenForAnEarlierRunsOutput() throws IOException {
     Path in = ModelDirs.tiedLlama(tmp.resolve("in"));
