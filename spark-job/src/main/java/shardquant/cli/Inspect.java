@@ -9,6 +9,7 @@ import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import shardquant.commit.OutputDir;
 import shardquant.job.Format;
 import shardquant.job.Storage;
 import shardquant.job.UserError;
@@ -55,6 +56,9 @@ final class Inspect {
               meta.path("bits").asInt());
         }
         out.println(QuantizationConfig.loaders(config));
+        for (String n : OutputDir.unlisted(fs, root, JSON.readTree(Storage.readString(fs, index)))) {
+          out.println("not in the index: " + n);
+        }
       }
     }
     Path configJson = new Path(root, ModelFiles.CONFIG);

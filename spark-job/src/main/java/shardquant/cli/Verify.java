@@ -133,6 +133,7 @@ final class Verify {
       }
     }
     problems.addAll(checkModelFiles(input, conf, fs, dir, index, plan));
+    OutputDir.unlisted(fs, dir, index).forEach(n -> problems.add(n + ": in the output directory but not in its index"));
     problems.forEach(p -> out.println("MISMATCH " + p));
     out.printf("verify: %d tensors checked (%d quantized with %s), %d mismatches%n", plan.tensors().size(),
         quantized.size(), config, problems.size());

@@ -61,28 +61,40 @@ public final class OutputDir {
     return new OutputDir(Storage.fs(dir, conf), dir, output);
   }
 
+  /** Claims the directory for this job before anything is written there ({@link OutputClaim}); close it to release. */
+  public OutputClaim claim(Plan plan, String command) throws IOException {
+    return OutputClaim.take(fs, dir, userPath, plan.jobId(), plan.fingerprint(), command);
+  }
+
+  /**
+   * Refuses a job whose output cannot fit: the files still to write and the model files against the free
+   * space the file system reports (where it reports none, as some object stores, nothing is checked).
+   */
+  public void checkSpace(Plan plan, Kept kept, long modelFileBytes) throws IOException {
+    long remaining;
+    try {
+      remaining = fs.getStatus(dir).getRemaining();
+    } catch (IOException | UnsupportedOperationException e) {
+      return;
+    }
+    long needed = modelFileBytes + plan.files().stream().filter(f -> !kept.sizes().containsKey(f.index()))
+        .mapToLong(OutputFile::size).sum();
+    if (remaining > 0 && remaining < needed) {
+      throw new UserError(userPath + ": the output needs " + shardquant.job.Format.bytes(needed) + " but its file system has "
+          + shardquant.job.Format.bytes(remaining) + " free; free some space or give another output directory");
+    }
+  }
+
   /** Files of an earlier run of this very job, by file index, with the reports their headers carry. */
   public record Kept(Map<Integer, Long> sizes, List<TensorReport> reports) {}
 
   /**
-   * Checks the directory can take this job's output and readies it: creates it, removes what a rerun
+   * Checks the directory (claimed by this job) can take its output and readies it: removes what a rerun
    * must redo ({@code _SUCCESS} first, so no half-redone directory ever claims success), and returns
    * the files to keep. Copies of the model's other files from an earlier run are left for
    * {@link #copyModelFiles} to compare; ones whose input file is gone are removed.
    */
   public Kept prepare(Plan plan, ModelFiles model) throws IOException {
-    FileStatus status;
-    try {
-      status = fs.getFileStatus(dir);
-    } catch (FileNotFoundException e) {
-      if (!fs.mkdirs(dir)) {
-        throw new UserError(userPath + ": cannot create the output directory");
-      }
-      return new Kept(Map.of(), List.of());
-    }
-    if (!status.isDirectory()) {
-      throw new UserError(userPath + ": the output path is a file; give a directory (new or from an earlier run of this job)");
-    }
     FileStatus[] listing = fs.listStatus(dir);
     // What an earlier run copied, from its index or report (which must be shardquant's).
     Set<String> copiedEarlier = new TreeSet<>();
@@ -109,7 +121,7 @@ public final class OutputDir {
         hidden.add(s.getPath());
         continue;
       }
-      if (name.equals(SUCCESS) || name.equals(INDEX) || name.equals(REPORT)) {
+      if (name.equals(SUCCESS) || name.equals(INDEX) || name.equals(REPORT) || name.equals(OutputClaim.NAME)) {
         continue;
       }
       if (modelNames.contains(name) || copiedEarlier.stream().anyMatch(c -> c.equals(name) || c.startsWith(name + "/"))) {
@@ -162,6 +174,26 @@ public final class OutputDir {
       fs.delete(p, false);
     }
     return new Kept(keep, reports);
+  }
+
+  /**
+   * What a committed directory holds that its index does not account for (another job's files, a claim
+   * left by a running or crashed job, stray files), for {@code verify} and {@code inspect}.
+   */
+  public static List<String> unlisted(FileSystem fs, Path dir, JsonNode index) throws IOException {
+    Set<String> known = new TreeSet<>(List.of(INDEX, REPORT, SUCCESS));
+    index.path("weight_map").forEach(f -> known.add(f.asText()));
+    index.path("metadata").path(MODEL_FILES).fieldNames()
+        .forEachRemaining(rel -> known.add(rel.contains("/") ? rel.substring(0, rel.indexOf('/')) : rel));
+    List<String> out = new ArrayList<>();
+    for (FileStatus s : fs.listStatus(dir)) {
+      String name = s.getPath().getName();
+      if (!known.contains(name)) {
+        out.add(name.equals(OutputClaim.NAME) ? name + " (a job is running here, or one was killed before its commit)"
+            : name + (s.isDirectory() ? "/" : ""));
+      }
+    }
+    return out;
   }
 
   /** A relative path inside the directory (read from a file there, so never trusted to stay inside by itself). */

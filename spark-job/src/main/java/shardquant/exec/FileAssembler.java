@@ -22,7 +22,9 @@ import shardquant.arrow.ArrowShards;
 import shardquant.arrow.QuantizedShard;
 import shardquant.arrow.ShardBatch;
 import shardquant.arrow.ShardPart;
+import shardquant.job.Format;
 import shardquant.job.Storage;
+import shardquant.job.UserError;
 import shardquant.job.TensorReport;
 import shardquant.kernels.verify.QuantStats;
 import shardquant.plan.OutputFile;
@@ -105,6 +107,12 @@ public final class FileAssembler implements Serializable {
         committed = true;
         return new FileResult(fileIndex, f.name(), f.size(), List.copyOf(reports.values()), System.nanoTime() - start);
       }
+    } catch (IOException e) {
+      if (Storage.isNoSpace(e)) {
+        throw UserError.onExecutor(Storage.display(target.toString()) + ": no space left on the device while writing this "
+            + Format.bytes(f.size()) + " file (" + Storage.firstLine(e) + "); free some space or give another output directory");
+      }
+      throw e;
     } finally {
       if (!committed) {
         Files.deleteIfExists(temp);

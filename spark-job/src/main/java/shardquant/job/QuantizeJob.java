@@ -16,6 +16,7 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.deploy.SparkHadoopUtil;
 import scala.Tuple2;
+import shardquant.commit.OutputClaim;
 import shardquant.commit.OutputDir;
 import shardquant.exec.FileAssembler;
 import shardquant.exec.FileResult;
@@ -81,7 +82,16 @@ public final class QuantizeJob {
     Plan plan = planner.apply(input);
     String configText = model.configText() == null ? null : model.outputConfig(QuantizationConfig.of(plan));
     OutputDir out = OutputDir.of(o.output(), hadoop);
+    try (OutputClaim claim = out.claim(plan, command)) {
+      return run(o, command, plan, model, configText, out, conf, hadoop, console, start);
+    }
+  }
+
+  /** The rest of the driver's flow, with the output directory claimed by this job. */
+  private static Result run(JobOptions o, String command, Plan plan, ModelFiles model, String configText, OutputDir out,
+      SparkConf conf, Configuration hadoop, PrintStream console, long start) throws IOException {
     OutputDir.Kept kept = out.prepare(plan, model);
+    out.checkSpace(plan, kept, model.bytes());
     console.printf("plan: %d tensors (%d to %s with %s) in %s, %d shards, %d output files%s%n",
         plan.tensors().size(), plan.tensors().stream().filter(Plan.Tensor::reported).count(), command, plan.describe(),
         Format.bytes(plan.totalInputBytes()), plan.shards().size(), plan.files().size(),
@@ -147,8 +157,22 @@ public final class QuantizeJob {
     extras.put("files_kept", kept.sizes().size());
     extras.put("spark_master", master);
     extras.put("verified", verified);
-    OutputDir.Copied copied = out.copyModelFiles(model, configText, hadoop);
-    out.commit(plan, reports, extras, copied, verified);
+    try {
+      OutputDir.Copied copied = out.copyModelFiles(model, configText, hadoop);
+      out.commit(plan, reports, extras, copied, verified);
+    } catch (IOException e) {
+      if (Storage.isNoSpace(e)) {
+        throw new UserError(o.output() + ": no space left on the device while writing the model files and index ("
+            + Storage.firstLine(e) + "); free some space and rerun: the weight files written so far are kept");
+      }
+      throw e;
+    }
+    for (TensorReport r : reports) {
+      if (r.nonFinite() > 0) {
+        console.printf("verification failed: tensor '%s': %d of %d dequantized values are not finite (SQNR %.2f dB); no"
+            + " _SUCCESS is written%n", r.tensor(), r.nonFinite(), r.elements(), r.sqnrDb());
+      }
+    }
     return new Result(plan, reports, kept.sizes().size(), build.length, wall, verified, master);
   }
 

@@ -145,6 +145,22 @@ public final class Storage {
     }
   }
 
+  /** Whether a write failed because the device or quota is full (ENOSPC, EDQUOT), in this exception or its causes. */
+  public static boolean isNoSpace(Throwable e) {
+    for (Throwable c = e; c != null; c = c.getCause()) {
+      String m = String.valueOf(c.getMessage());
+      if (m.contains("No space left on device") || m.contains("Disk quota exceeded") || m.contains("ENOSPC")) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** An exception's message, first line only, for a one-line error. */
+  public static String firstLine(Throwable e) {
+    return String.valueOf(e.getMessage()).lines().findFirst().orElse(e.toString());
+  }
+
   /** Renames {@code from} onto {@code to}, replacing it (Hadoop's rename refuses an existing target). */
   public static void replace(FileSystem fs, Path from, Path to) throws IOException {
     if (isLocal(fs)) {

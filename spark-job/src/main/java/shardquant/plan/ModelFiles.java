@@ -36,10 +36,11 @@ import shardquant.job.UserError;
  * consolidated weights, hidden entries (a {@code .cache/} of a hub download, {@code .gitattributes}), and
  * shardquant's own report and marker when the input is a shardquant output (repack).
  *
- * <p>Read on the driver before any heavy work: a config.json that is not a JSON object, and any file that
+ * <p>{@code bytes}: the copied files' total size. Read on the driver before any heavy work: a config.json that is not a JSON object, and any file that
  * cannot be read, is the user's error here (exit 2), not after an hour of quantizing.
  */
-public record ModelFiles(String root, List<String> copied, List<String> leftBehind, String configText, boolean directory) {
+public record ModelFiles(String root, List<String> copied, List<String> leftBehind, String configText, boolean directory,
+    long bytes) {
   public static final String CONFIG = "config.json";
   private static final Set<String> WEIGHT_SUFFIXES =
       Set.of(".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".npz", ".onnx", ".tflite");
@@ -52,13 +53,14 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
     Path root = new Path(input.root());
     FileSystem fs = Storage.fs(root, conf);
     if (!fs.getFileStatus(root).isDirectory()) {
-      return new ModelFiles(root.toString(), List.of(), List.of(), null, false);
+      return new ModelFiles(root.toString(), List.of(), List.of(), null, false, 0);
     }
     Set<String> weightFiles = new HashSet<>();
     input.tensors().forEach(t -> weightFiles.add(new Path(t.file()).getName()));
     List<String> copied = new ArrayList<>();
     List<String> left = new ArrayList<>();
-    walk(fs, root, "", weightFiles, copied, left);
+    long[] bytes = {0};
+    walk(fs, root, "", weightFiles, copied, left, bytes);
     copied.sort(null);
     left.sort(null);
     String config = null;
@@ -76,11 +78,11 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
     if (config != null) {
       parseConfig(new Path(root, CONFIG), config);
     }
-    return new ModelFiles(root.toString(), List.copyOf(copied), List.copyOf(left), config, true);
+    return new ModelFiles(root.toString(), List.copyOf(copied), List.copyOf(left), config, true, bytes[0]);
   }
 
   private static void walk(FileSystem fs, Path dir, String prefix, Set<String> weightFiles, List<String> copied,
-      List<String> left) throws IOException {
+      List<String> left, long[] bytes) throws IOException {
     FileStatus[] listing = fs.listStatus(dir);
     if (Storage.isLocal(fs)) {
       // Hadoop's local listing drops entries it cannot stat, such as a broken symbolic link (a hub cache
@@ -108,7 +110,7 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
         if (prefix.isEmpty() && lower.equals("original")) {
           left.add(rel + "/ (consolidated weights)");
         } else {
-          walk(fs, s.getPath(), rel + "/", weightFiles, copied, left);
+          walk(fs, s.getPath(), rel + "/", weightFiles, copied, left, bytes);
         }
       } else if (prefix.isEmpty() && (name.equals(InputCheckpoint.INDEX) || OWN.contains(name))) {
         continue; // the job writes its own
@@ -120,6 +122,7 @@ public record ModelFiles(String root, List<String> copied, List<String> leftBehi
         left.add(rel + " (weights in another format)");
       } else {
         copied.add(rel);
+        bytes[0] += s.getLen();
       }
     }
   }
