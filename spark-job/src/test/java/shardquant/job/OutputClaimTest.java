@@ -192,6 +192,24 @@ class OutputClaimTest {
     BadInputTest.assertRefused(quantizeFaulty(out), out, "the output needs 2.2 MiB", "but its file system has 97.7 KiB free");
   }
 
+  /** The same on a real 1 MiB file system (tmpfs), where this machine lets a test mount one (root). */
+  @Test
+  void aRealSmallFileSystemIsRefusedBeforeTheJob() throws Exception {
+    Path mount = Files.createDirectories(tmp.resolve("tmpfs"));
+    Process p = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount.toString())
+        .redirectErrorStream(true).start();
+    String why = new String(p.getInputStream().readAllBytes()).strip();
+    org.junit.jupiter.api.Assumptions.assumeTrue(p.waitFor() == 0,
+        () -> "skipped: cannot mount a small tmpfs here (" + why + "); the simulated full device tests cover ENOSPC");
+    try {
+      Path out = mount.resolve("out");
+      BadInputTest.assertRefused(JobTestSupport.quantize(input(), out, "--recipe", "8da4w"), out, "the output needs 2.2 MiB",
+          "free; free some space or give another output directory");
+    } finally {
+      new ProcessBuilder("umount", mount.toString()).inheritIO().start().waitFor();
+    }
+  }
+
   @Test
   void aDeviceThatFillsUpMidWriteIsOneLineAndLeavesNoFile() throws IOException {
     FaultyFs.bytesUntilFull = 300_000;
