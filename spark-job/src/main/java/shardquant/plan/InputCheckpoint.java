@@ -121,12 +121,24 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
     }
     Map<String, String> out = new LinkedHashMap<>();
     map.fields().forEachRemaining(e -> {
-      if (!e.getValue().isTextual() || e.getValue().textValue().contains("/")) {
-        throw new UserError(Storage.display(index.toString()) + ": weight_map entry for tensor '" + e.getKey() + "' is not a file name in the directory");
+      if (!e.getValue().isTextual() || !isPlainFileName(e.getValue().textValue())) {
+        throw new UserError(Storage.display(index.toString()) + ": weight_map maps tensor '" + e.getKey() + "' to "
+            + e.getValue() + ", which is not the name of a file in this directory (expected a plain name such as"
+            + " model-00001-of-00002.safetensors: no path, no URI)");
       }
       out.put(e.getKey(), e.getValue().textValue());
     });
     return out;
+  }
+
+  /**
+   * A weight_map value is read from the input, so it is a name, never a path: no separator, no URI
+   * scheme (Hadoop's Path would take {@code file:x} for one), not {@code .} or {@code ..}, no control
+   * characters; resolved against the index's directory it names a file in that directory.
+   */
+  private static boolean isPlainFileName(String f) {
+    return !f.isEmpty() && !f.equals(".") && !f.equals("..") && f.chars().noneMatch(c -> c == '/' || c == '\\' || c == ':'
+        || c < 0x20 || c == 0x7f);
   }
 
   static void update(MessageDigest d, String s) {

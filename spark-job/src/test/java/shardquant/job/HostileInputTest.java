@@ -3,6 +3,7 @@ package shardquant.job;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static shardquant.job.BadInputTest.assertRefused;
 import static shardquant.job.BadInputTest.assertRefusedAfterProgress;
 import static shardquant.job.BadInputTest.model;
 import static shardquant.job.BadInputTest.write;
@@ -22,6 +23,8 @@ import java.util.stream.Stream;
 import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
 import shardquant.arrow.ArrowShards;
@@ -174,5 +177,22 @@ class HostileInputTest {
         file.resolve("dump").toString());
     assertRefusedAfterProgress(r, tmp.resolve("out"), "--dump-shards", file.resolve("dump").toString(), "cannot write");
     assertEquals("mine\n", Files.readString(file));
+  }
+
+  // ---- weight_map entries ---------------------------------------------------------------------
+
+  @ParameterizedTest
+  @ValueSource(strings = {"", ".", "..", "file:x", "file:model-00001-of-00001.safetensors", "hdfs://h/x", "/etc/passwd",
+      "sub/model-00001-of-00001.safetensors", "sub\\\\model-00001-of-00001.safetensors", "../ckpt/model-00001-of-00001.safetensors",
+      "model\\u0000.safetensors"})
+  void weightMapEntryThatIsNotAFileName(String entry) throws IOException {
+    Path dir = Files.createDirectory(tmp.resolve("ckpt"));
+    write(dir.resolve("model-00001-of-00001.safetensors"), model(22));
+    String good = "\"model-00001-of-00001.safetensors\"";
+    Files.writeString(dir.resolve("model.safetensors.index.json"), "{\"metadata\":{},\"weight_map\":{\"" + UP + "\":" + good
+        + ",\"" + Q + "\":\"" + entry + "\",\"" + NORM + "\":" + good + "}}");
+    assertRefused(JobTestSupport.quantize(dir, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "model.safetensors.index.json", Q, "not the name of a file");
+    assertFalse(Files.exists(tmp.resolve("out")));
   }
 }
