@@ -45,9 +45,15 @@ public final class Planner {
     RecipeKernel k = c.recipe().kernel();
     Layout out = new Layout(spec.shardBytes(), spec.outputFileBytes());
     for (InputTensor t : input.tensors()) {
-      if (!spec.selects(t)) {
+      boolean empty = Arrays.stream(t.shape()).anyMatch(d -> d == 0);
+      if (!spec.selects(t) || empty && spec.include() == null) { // an empty tensor has no rows to quantize
         out.copy(t);
         continue;
+      }
+      if (empty) {
+        throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()
+            + Arrays.toString(t.shape()) + " has no elements, so there is nothing to quantize (leave it out of --include,"
+            + " or --exclude it: it is then copied unchanged)");
       }
       String why = t.rank() != 2 ? "it is " + t.rank() + "-D and the recipes quantize 2-D weights"
           : !t.dtype().isFloating() ? "its dtype " + t.dtype().safetensorsName() + " is not a float type"

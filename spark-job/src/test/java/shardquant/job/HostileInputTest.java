@@ -195,4 +195,34 @@ class HostileInputTest {
         "model.safetensors.index.json", Q, "not the name of a file");
     assertFalse(Files.exists(tmp.resolve("out")));
   }
+
+  // ---- plan-time checks -----------------------------------------------------------------------
+
+  /** A tensor with a zero dimension is copied as it is (it has no rows to quantize), wherever it lies in its file. */
+  @Test
+  void emptyTensorsAreCopied() throws IOException {
+    Map<String, Tensor> m = new LinkedHashMap<>();
+    m.put("a.empty.weight", Tensor.fromFloats(DType.BF16, new long[] {0, 64}, new float[0]));
+    m.putAll(model(23));
+    m.put("z.empty.weight", Tensor.fromFloats(DType.BF16, new long[] {64, 0}, new float[0]));
+    Path in = write(tmp.resolve("empty.safetensors"), m);
+    Run r = JobTestSupport.quantize(in, tmp.resolve("out"), "--recipe", "8da4w", "--dump-shards", tmp.resolve("dump").toString());
+    assertEquals(0, r.status(), r::toString);
+    assertTrue(r.err().contains("2 to quantize"), r::toString);
+    Map<String, String> stored = JobTestSupport.storedTensors(tmp.resolve("out"));
+    assertTrue(stored.get("a.empty.weight").startsWith("BF16[0, 64] "), stored::toString);
+    assertTrue(stored.get("z.empty.weight").startsWith("BF16[64, 0] "), stored::toString);
+    Run v = JobTestSupport.cli("verify", "--input", in.toString(), "--output", tmp.resolve("out").toString());
+    assertEquals(0, v.status(), v::toString);
+  }
+
+  @Test
+  void emptyTensorIncludedByName() throws IOException {
+    Map<String, Tensor> m = model(24);
+    m.put("z.empty.weight", Tensor.fromFloats(DType.BF16, new long[] {64, 0}, new float[0]));
+    Path in = write(tmp.resolve("empty.safetensors"), m);
+    assertRefused(JobTestSupport.quantize(in, tmp.resolve("out"), "--recipe", "8da4w", "--include", ".*\\.empty\\..*|.*proj.*"),
+        tmp.resolve("out"), "empty.safetensors", "z.empty.weight", "no elements");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
 }
