@@ -82,6 +82,10 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
       update(digest, f.getPath().getName() + "\0" + f.getLen() + "\0" + f.getModificationTime() + "\0");
       for (TensorEntry e : h.entries().values()) {
         String file = f.getPath().toString();
+        if (e.name().isEmpty()) {
+          throw new UserError(Storage.display(file) + ": holds a tensor with an empty name, which no model can have"
+              + " (a corrupt or hand-made file; rename it)");
+        }
         String other = seen.put(e.name(), file);
         if (other != null) {
           throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is also in " + other);

@@ -225,4 +225,48 @@ class HostileInputTest {
         tmp.resolve("out"), "empty.safetensors", "z.empty.weight", "no elements");
     assertFalse(Files.exists(tmp.resolve("out")));
   }
+
+  @Test
+  void storedKeyTakenByAnotherTensor() throws IOException {
+    Map<String, Tensor> m = model(25);
+    String taken = "model.layers.0.mlp.up_proj._weight_scale";
+    m.put(taken, Tensor.fromFloats(DType.BF16, new long[] {64, 2}, floats(128, 25)));
+    Path in = write(tmp.resolve("taken.safetensors"), m);
+    assertRefused(JobTestSupport.quantize(in, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "taken.safetensors", "'" + UP + "'", "'" + taken + "'", "both be stored as");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
+
+  @Test
+  void storedKeyTakenInAnotherFile() throws IOException {
+    Path dir = Files.createDirectory(tmp.resolve("ckpt"));
+    write(dir.resolve("model-00001-of-00002.safetensors"), Map.of("x._weight_qdata",
+        Tensor.fromFloats(DType.BF16, new long[] {4, 64}, floats(256, 26))));
+    write(dir.resolve("model-00002-of-00002.safetensors"), Map.of("x.weight",
+        Tensor.fromFloats(DType.BF16, new long[] {4, 64}, floats(256, 27))));
+    assertRefused(JobTestSupport.quantize(dir, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors", "'x.weight'", "'x._weight_qdata'");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"format", "tensor_names", "shardquant"})
+  void tensorNamedLikeAMetadataEntry(String name) throws IOException {
+    Map<String, Tensor> m = model(28);
+    m.put(name, Tensor.fromFloats(DType.BF16, new long[] {2}, floats(2, 28)));
+    Path in = write(tmp.resolve("meta.safetensors"), m);
+    assertRefused(JobTestSupport.quantize(in, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "meta.safetensors", "'" + name + "'", "metadata");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
+
+  @Test
+  void tensorWithAnEmptyName() throws IOException {
+    Map<String, Tensor> m = model(29);
+    m.put("", Tensor.fromFloats(DType.BF16, new long[] {2}, floats(2, 29)));
+    Path in = write(tmp.resolve("unnamed.safetensors"), m);
+    assertRefused(JobTestSupport.quantize(in, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "unnamed.safetensors", "empty name");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
 }
