@@ -64,6 +64,7 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
           }
         }
         files.sort((a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+        refuseTwoCopies(input, files);
       }
       if (files.isEmpty()) {
         throw new UserError(input + ": directory holds no .safetensors files");
@@ -110,6 +111,26 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
       throw new UserError(input + ": holds no tensors");
     }
     return new InputCheckpoint(root.toString(), List.copyOf(tensors), HexFormat.of().formatHex(digest.digest()));
+  }
+
+  /**
+   * Mistral's repositories hold {@code consolidated*.safetensors} beside the Hugging Face files: the same
+   * weights under other names (or the same ones), which read together would be quantized twice. Only an
+   * index says which copy is meant; without one, such a mix is refused rather than guessed.
+   */
+  private static void refuseTwoCopies(String input, List<FileStatus> files) {
+    List<String> consolidated = new ArrayList<>();
+    List<String> others = new ArrayList<>();
+    for (FileStatus f : files) {
+      String name = f.getPath().getName();
+      (name.startsWith("consolidated") ? consolidated : others).add(name);
+    }
+    if (!consolidated.isEmpty() && !others.isEmpty()) {
+      throw new UserError(input + ": holds " + String.join(", ", consolidated) + " beside " + String.join(", ", others)
+          + " and no " + INDEX + ": consolidated*.safetensors is Mistral's second copy of the same weights, which would be"
+          + " quantized twice; remove " + String.join(", ", consolidated) + ", or give a " + INDEX
+          + " naming the files to quantize");
+    }
   }
 
   private static Map<String, String> weightMap(FileSystem fs, Path index) throws IOException {

@@ -269,4 +269,43 @@ class HostileInputTest {
         "unnamed.safetensors", "empty name");
     assertFalse(Files.exists(tmp.resolve("out")));
   }
+
+  // ---- Mistral's consolidated copy ------------------------------------------------------------
+
+  @Test
+  void consolidatedBesideModelWithTheSameTensors() throws IOException {
+    Path dir = Files.createDirectory(tmp.resolve("mistral"));
+    write(dir.resolve("model.safetensors"), model(30));
+    write(dir.resolve("consolidated.safetensors"), model(30));
+    assertRefused(JobTestSupport.quantize(dir, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "consolidated.safetensors", "model.safetensors", "model.safetensors.index.json");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
+
+  @Test
+  void consolidatedBesideModelUnderOtherNames() throws IOException {
+    Path dir = Files.createDirectory(tmp.resolve("mistral"));
+    write(dir.resolve("model.safetensors"), model(31));
+    Map<String, Tensor> mistral = new LinkedHashMap<>();
+    mistral.put("layers.0.feed_forward.w3.weight", Tensor.fromFloats(DType.BF16, new long[] {64, 64}, floats(64 * 64, 31)));
+    mistral.put("layers.0.attention.wq.weight", Tensor.fromFloats(DType.BF16, new long[] {32, 64}, floats(32 * 64, 32)));
+    mistral.put("norm.weight", Tensor.fromFloats(DType.BF16, new long[] {64}, floats(64, 33)));
+    write(dir.resolve("consolidated.safetensors"), mistral);
+    assertRefused(JobTestSupport.quantize(dir, tmp.resolve("out"), "--recipe", "8da4w"), tmp.resolve("out"),
+        "consolidated.safetensors", "model.safetensors", "model.safetensors.index.json");
+    assertFalse(Files.exists(tmp.resolve("out")));
+  }
+
+  /** With an index the directory says which files are the weights: the consolidated copy is left behind. */
+  @Test
+  void consolidatedBesideAnIndex() throws IOException {
+    Path dir = Files.createDirectory(tmp.resolve("mistral"));
+    write(dir.resolve("model.safetensors"), model(34));
+    write(dir.resolve("consolidated.safetensors"), model(34));
+    Files.writeString(dir.resolve("model.safetensors.index.json"), "{\"metadata\":{},\"weight_map\":{\"" + UP
+        + "\":\"model.safetensors\",\"" + Q + "\":\"model.safetensors\",\"" + NORM + "\":\"model.safetensors\"}}");
+    Run r = JobTestSupport.quantize(dir, tmp.resolve("out"), "--recipe", "8da4w");
+    assertEquals(0, r.status(), r::toString);
+    assertTrue(r.err().contains("2 to quantize"), r::toString);
+  }
 }
