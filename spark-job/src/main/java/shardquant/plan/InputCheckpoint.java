@@ -89,7 +89,7 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
         }
         String other = seen.put(e.name(), file);
         if (other != null) {
-          throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is also in " + other);
+          throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is also in " + Storage.display(other));
         }
         if (weightMap != null && !f.getPath().getName().equals(weightMap.get(e.name()))) {
           throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is not mapped to this file by " + INDEX
