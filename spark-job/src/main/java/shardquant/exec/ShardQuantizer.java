@@ -4,6 +4,9 @@ import java.io.IOException;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -18,6 +21,7 @@ import shardquant.arrow.QuantizedShard;
 import shardquant.arrow.ShardBatch;
 import shardquant.arrow.ShardPart;
 import shardquant.arrow.TensorShard;
+import shardquant.job.FileNames;
 import shardquant.job.OpenFiles;
 import shardquant.job.Storage;
 import shardquant.job.UserError;
@@ -108,11 +112,39 @@ public final class ShardQuantizer implements Serializable {
         new QuantizedShard(t.input().name(), shard.rowStart(), shard.rowEnd(), parts), alloc)) {
       byte[] ipc = ArrowShards.toIpcStream(q);
       if (dumpDir != null) {
-        ArrowShards.writeIpcFile(q, Path.of(dumpDir, t.input().name() + ".rows-" + shard.rowStart() + "-"
-            + shard.rowEnd() + ".arrow"));
+        dump(q, t.input(), shard);
       }
       return ipc;
     }
+  }
+
+  /**
+   * {@code --dump-shards DIR}: the shard as {@code DIR/<tensor>.rows-<a>-<b>.arrow}, the tensor's name made
+   * a file name by {@link FileNames#of} (the name is the input's data and may hold {@code ../} or a NUL).
+   * DIR is made on this executor if missing; one that cannot be made or written is the user's to fix.
+   */
+  private void dump(ShardBatch<QuantizedShard> q, InputTensor in, Plan.Shard shard) {
+    Path dir = Path.of(dumpDir);
+    Path file = dir.resolve(FileNames.of(in.name()) + ".rows-" + shard.rowStart() + "-" + shard.rowEnd() + ".arrow");
+    assert file.getParent().equals(dir) : file;
+    try {
+      ArrowShards.writeIpcFile(q, file); // makes DIR if missing
+    } catch (IOException e) {
+      throw UserError.onExecutor("--dump-shards " + dumpDir + ": cannot write the shard of tensor '" + in.name() + "' rows ["
+          + shard.rowStart() + ", " + shard.rowEnd() + ") as " + file.getFileName() + ": " + describe(e)
+          + " (give a directory this executor can create and write)");
+    }
+  }
+
+  /** An I/O error in a few words: java.nio's often carry only the path as their message. */
+  private static String describe(IOException e) {
+    if (!(e instanceof FileSystemException f)) {
+      return String.valueOf(e.getMessage());
+    }
+    String why = f.getReason() != null ? f.getReason()
+        : e instanceof FileAlreadyExistsException ? "a file is in the way"
+        : e instanceof AccessDeniedException ? "permission denied" : e.getClass().getSimpleName();
+    return f.getFile() + ": " + why;
   }
 
   /**

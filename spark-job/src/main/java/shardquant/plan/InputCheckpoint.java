@@ -64,6 +64,7 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
           }
         }
         files.sort((a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+        refuseTwoCopies(input, files);
       }
       if (files.isEmpty()) {
         throw new UserError(input + ": directory holds no .safetensors files");
@@ -82,9 +83,13 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
       update(digest, f.getPath().getName() + "\0" + f.getLen() + "\0" + f.getModificationTime() + "\0");
       for (TensorEntry e : h.entries().values()) {
         String file = f.getPath().toString();
+        if (e.name().isEmpty()) {
+          throw new UserError(Storage.display(file) + ": holds a tensor with an empty name, which no model can have"
+              + " (a corrupt or hand-made file; rename it)");
+        }
         String other = seen.put(e.name(), file);
         if (other != null) {
-          throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is also in " + other);
+          throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is also in " + Storage.display(other));
         }
         if (weightMap != null && !f.getPath().getName().equals(weightMap.get(e.name()))) {
           throw new UserError(Storage.display(file) + ": tensor '" + e.name() + "' is not mapped to this file by " + INDEX
@@ -108,6 +113,26 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
     return new InputCheckpoint(root.toString(), List.copyOf(tensors), HexFormat.of().formatHex(digest.digest()));
   }
 
+  /**
+   * Mistral's repositories hold {@code consolidated*.safetensors} beside the Hugging Face files: the same
+   * weights under other names (or the same ones), which read together would be quantized twice. Only an
+   * index says which copy is meant; without one, such a mix is refused rather than guessed.
+   */
+  private static void refuseTwoCopies(String input, List<FileStatus> files) {
+    List<String> consolidated = new ArrayList<>();
+    List<String> others = new ArrayList<>();
+    for (FileStatus f : files) {
+      String name = f.getPath().getName();
+      (name.startsWith("consolidated") ? consolidated : others).add(name);
+    }
+    if (!consolidated.isEmpty() && !others.isEmpty()) {
+      throw new UserError(input + ": holds " + String.join(", ", consolidated) + " beside " + String.join(", ", others)
+          + " and no " + INDEX + ": consolidated*.safetensors is Mistral's second copy of the same weights, which would be"
+          + " quantized twice; remove " + String.join(", ", consolidated) + ", or give a " + INDEX
+          + " naming the files to quantize");
+    }
+  }
+
   private static Map<String, String> weightMap(FileSystem fs, Path index) throws IOException {
     JsonNode root;
     try {
@@ -121,12 +146,24 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
     }
     Map<String, String> out = new LinkedHashMap<>();
     map.fields().forEachRemaining(e -> {
-      if (!e.getValue().isTextual() || e.getValue().textValue().contains("/")) {
-        throw new UserError(Storage.display(index.toString()) + ": weight_map entry for tensor '" + e.getKey() + "' is not a file name in the directory");
+      if (!e.getValue().isTextual() || !isPlainFileName(e.getValue().textValue())) {
+        throw new UserError(Storage.display(index.toString()) + ": weight_map maps tensor '" + e.getKey() + "' to "
+            + e.getValue() + ", which is not the name of a file in this directory (expected a plain name such as"
+            + " model-00001-of-00002.safetensors: no path, no URI)");
       }
       out.put(e.getKey(), e.getValue().textValue());
     });
     return out;
+  }
+
+  /**
+   * A weight_map value is read from the input, so it is a name, never a path: no separator, no URI
+   * scheme (Hadoop's Path would take {@code file:x} for one), not {@code .} or {@code ..}, no control
+   * characters; resolved against the index's directory it names a file in that directory.
+   */
+  private static boolean isPlainFileName(String f) {
+    return !f.isEmpty() && !f.equals(".") && !f.equals("..") && f.chars().noneMatch(c -> c == '/' || c == '\\' || c == ':'
+        || c < 0x20 || c == 0x7f);
   }
 
   static void update(MessageDigest d, String s) {

@@ -45,9 +45,15 @@ public final class Planner {
     RecipeKernel k = c.recipe().kernel();
     Layout out = new Layout(spec.shardBytes(), spec.outputFileBytes());
     for (InputTensor t : input.tensors()) {
-      if (!spec.selects(t)) {
+      boolean empty = Arrays.stream(t.shape()).anyMatch(d -> d == 0);
+      if (!spec.selects(t) || empty && spec.include() == null) { // an empty tensor has no rows to quantize
         out.copy(t);
         continue;
+      }
+      if (empty) {
+        throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()
+            + Arrays.toString(t.shape()) + " has no elements, so there is nothing to quantize (leave it out of --include,"
+            + " or --exclude it: it is then copied unchanged)");
       }
       String why = t.rank() != 2 ? "it is " + t.rank() + "-D and the recipes quantize 2-D weights"
           : !t.dtype().isFloating() ? "its dtype " + t.dtype().safetensorsName() + " is not a float type"
@@ -170,6 +176,8 @@ public final class Planner {
     final long outputFileBytes;
     final List<Plan.Tensor> tensors = new ArrayList<>();
     final List<Plan.Shard> shards = new ArrayList<>();
+    /** Every key stored so far, and the tensor stored under it. */
+    final Map<String, InputTensor> keys = new HashMap<>();
     int file;
     long fileBytes;
 
@@ -186,9 +194,14 @@ public final class Planner {
     /** {@code parts} of the whole tensor; a copied tensor's one part is stored under its own name. */
     void add(InputTensor t, Plan.Action action, String metadata, Plan.Repack repack, List<PartSpec> parts, long align,
         long rowBytes) {
+      if (METADATA_KEYS.contains(t.name())) {
+        throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' has the name of an entry every output"
+            + " file's metadata holds (" + String.join(", ", METADATA_KEYS) + "); rename it in the checkpoint");
+      }
       List<Plan.StoredPart> stored = new ArrayList<>();
       for (PartSpec p : parts) {
         String key = action == Plan.Action.COPY ? t.name() : TorchaoMetadata.storedKey(t.name(), p.name());
+        refuseCollision(key, keys.putIfAbsent(key, t), t);
         stored.add(new Plan.StoredPart(key, action == Plan.Action.COPY ? null : p.name(), p.dtype(), p.shape(), p.rowDim(), 0));
       }
       long bytes = stored.stream().mapToLong(Plan.StoredPart::byteSize).sum();
@@ -210,6 +223,25 @@ public final class Planner {
           shards.size() - first));
     }
 
+    /**
+     * Two tensors stored under one key (the input already holds {@code x._weight_qdata} and {@code x.weight}
+     * is quantized into it): one would overwrite the other in the output, and a loader would misread both.
+     */
+    private static void refuseCollision(String key, InputTensor earlier, InputTensor t) {
+      if (earlier == null) {
+        return;
+      }
+      throw new UserError(Storage.display(t.file()) + ": " + storedAs(t, key) + " and " + storedAs(earlier, key)
+          + (earlier.file().equals(t.file()) ? "" : " in " + Storage.display(earlier.file()))
+          + " would both be stored as '" + key + "' in the output; rename one in the checkpoint, or leave the quantized one"
+          + " out with --exclude");
+    }
+
+    private static String storedAs(InputTensor t, String key) {
+      return "tensor '" + t.name() + "'" + (t.name().equals(key) ? ""
+          : " (quantized: stored as '" + TorchaoMetadata.storedKey(t.name(), "*") + "')");
+    }
+
     Plan plan(QuantConfig c, Int4Layout layout, String fingerprint, String jobId) {
       List<Plan.Tensor> placed = withOffsets(tensors);
       List<OutputFile> files = layOutFiles(placed, file + 1, jobId);
@@ -224,6 +256,11 @@ public final class Planner {
     return Math.max(align, perShard / align * align);
   }
 
+
+  /** Entries of every output file's metadata besides the tensors' own (see {@link #layOutFiles}). */
+  private static final String TENSOR_NAMES = "tensor_names";
+  private static final String FORMAT = "format";
+  private static final List<String> METADATA_KEYS = List.of(TENSOR_NAMES, FORMAT, OutputFile.SHARDQUANT_KEY);
 
   private static List<Plan.Tensor> withOffsets(List<Plan.Tensor> tensors) {
     Map<Integer, Long> next = new LinkedHashMap<>();
@@ -254,8 +291,8 @@ public final class Planner {
       metadata.put(t.input().name(), t.metadata());
       names.add(t.input().name());
     }
-    metadata.put("tensor_names", TorchaoMetadata.pythonJson(names));
-    metadata.put("format", "pt");
+    metadata.put(TENSOR_NAMES, TorchaoMetadata.pythonJson(names));
+    metadata.put(FORMAT, "pt");
     List<OutputFile> files = new ArrayList<>();
     for (int f = 0; f < count; f++) {
       String name = String.format("model-%05d-of-%05d.safetensors", f + 1, count);
