@@ -88,15 +88,15 @@ public final class Main {
         }
       };
     } catch (UserError e) {
-      err.println("shardquant " + command + ": " + e.getMessage());
+      err.println("shardquant " + command + ": " + oneLine(e.getMessage()));
       return BAD_INPUT;
     } catch (IOException e) {
-      err.println("shardquant " + command + ": " + e.getMessage());
+      err.println("shardquant " + command + ": " + oneLine(e.getMessage()));
       return BAD_INPUT;
     } catch (RuntimeException e) {
       String user = UserError.findIn(e);
       if (user != null) {
-        err.println("shardquant " + command + ": " + user);
+        err.println("shardquant " + command + ": " + oneLine(user));
         return BAD_INPUT;
       }
       err.println("shardquant " + command + ": internal error: " + String.valueOf(e.getMessage()).lines().findFirst().orElse(e.toString())
@@ -171,5 +171,27 @@ public final class Main {
     }
     GoldenRunner.Result r = GoldenRunner.run(dir, out);
     return r.failed() == 0 ? OK : VERIFY_FAILED;
+  }
+
+  /**
+   * The error as one line: names from input files may hold line breaks and other control characters,
+   * shown escaped (a line break as backslash-n, others as backslash-u and four hex digits).
+   */
+  static String oneLine(String message) {
+    StringBuilder sb = new StringBuilder();
+    String m = String.valueOf(message);
+    for (int i = 0; i < m.length(); i++) {
+      char c = m.charAt(i);
+      if (c == '\n') {
+        sb.append("\\n");
+      } else if (c == '\r') {
+        sb.append("\\r");
+      } else if (c < 0x20 || c == 0x7f) {
+        sb.append(String.format("\\u%04x", (int) c));
+      } else {
+        sb.append(c);
+      }
+    }
+    return sb.toString();
   }
 }

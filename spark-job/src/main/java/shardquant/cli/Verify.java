@@ -70,6 +70,7 @@ final class Verify {
     if (!fs.exists(indexPath)) {
       throw new UserError(a.get("output") + ": has no " + InputCheckpoint.INDEX + " (not a committed shardquant output)");
     }
+    InputCheckpoint.weightMap(fs, indexPath); // its file names are read from the directory: names, never paths
     JsonNode index = JSON.readTree(Storage.readString(fs, indexPath));
     JsonNode meta = index.path("metadata");
     if (!meta.has("recipe") && Int4Layout.PLAIN.cliName().equals(meta.path("layout").asText())) {

@@ -133,7 +133,8 @@ public record InputCheckpoint(String root, List<InputTensor> tensors, String fin
     }
   }
 
-  private static Map<String, String> weightMap(FileSystem fs, Path index) throws IOException {
+  /** An index's weight_map (tensor or stored key -> file name), every value a plain file name of its directory, or the user's error. */
+  public static Map<String, String> weightMap(FileSystem fs, Path index) throws IOException {
     JsonNode root;
     try {
       root = JSON.readTree(Storage.readString(fs, index));

@@ -66,7 +66,7 @@ public record JobSpec(QuantConfig config, String include, String exclude, long s
       return null;
     }
     try {
-      return Pattern.compile(regex);
+      return Pattern.compile(regex, Pattern.DOTALL); // names are data: '.' matches a line break in one too
     } catch (PatternSyntaxException e) {
       throw new UserError(option + " '" + regex + "' is not a valid regular expression: " + e.getDescription());
     }

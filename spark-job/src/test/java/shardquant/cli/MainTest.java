@@ -58,4 +58,10 @@ class MainTest {
     assertEquals(Main.BAD_INPUT, run());
     assertEquals(Main.OK, run("--help"));
   }
+
+  @org.junit.jupiter.api.Test
+  void errorsStayOneLineWhateverTheNamesHold() {
+    org.junit.jupiter.api.Assertions.assertEquals("tensor 'a\\nb\\u0000c\\r' is bad",
+        Main.oneLine("tensor 'a\nb\u0000c\r' is bad"));
+  }
 }
