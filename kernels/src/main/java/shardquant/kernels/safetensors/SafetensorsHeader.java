@@ -9,12 +9,14 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.Collectors;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 
@@ -121,9 +123,13 @@ public record SafetensorsHeader(String file, long fileSize, long dataStart, Map<
       throw new SafetensorsFormatException(path, name, "missing or non-string 'dtype'");
     }
     DType dtype = DType.fromSafetensorsOrNull(dtypeNode.textValue());
+    if (dtype == null && DType.SUB_BYTE.contains(dtypeNode.textValue())) {
+      throw new SafetensorsFormatException(path, name, "dtype " + dtypeNode.textValue() + " packs elements narrower"
+          + " than a byte, and shardquant reads and copies whole-byte dtypes only, so it cannot take this file");
+    }
     if (dtype == null) {
-      throw new SafetensorsFormatException(path, name, "unknown dtype '" + dtypeNode.textValue()
-          + "' (shardquant reads F32, BF16, F16, I8, U8, I16, I32, I64, BOOL)");
+      throw new SafetensorsFormatException(path, name, "unknown dtype '" + dtypeNode.textValue() + "' (shardquant reads "
+          + knownDtypes() + ")");
     }
     JsonNode shapeNode = node.get("shape");
     if (shapeNode == null || !shapeNode.isArray()) {
@@ -163,6 +169,10 @@ public record SafetensorsHeader(String file, long fileSize, long dataStart, Map<
       throw new SafetensorsFormatException(path, name, "shape " + shapeNode + " overflows a 64-bit byte count");
     }
     return new TensorEntry(name, dtype, shape, begin, end);
+  }
+
+  private static String knownDtypes() {
+    return Arrays.stream(DType.values()).map(DType::safetensorsName).collect(Collectors.joining(", "));
   }
 
   private static void checkCoverage(String path, Map<String, TensorEntry> entries, long dataLength)
