@@ -38,9 +38,13 @@ public record JobSpec(QuantConfig config, String include, String exclude, long s
     return in && (exclude == null || !compile("--exclude", exclude).matcher(n).matches());
   }
 
+  /**
+   * The default rule. Only {@link shardquant.kernels.dtype.DType#quantizable() quantizable} dtypes: an FP8
+   * checkpoint's FP8 weights (and an F64 one's) are copied, not refused.
+   */
   static boolean isDefaultTarget(InputTensor t) {
     String n = t.name().toLowerCase(java.util.Locale.ROOT);
-    return t.rank() == 2 && t.dtype().isFloating() && n.endsWith(".weight") && !n.contains("embed")
+    return t.rank() == 2 && t.dtype().quantizable() && n.endsWith(".weight") && !n.contains("embed")
         && !n.contains("norm") && !isOutputHead(n) && !isRouter(n);
   }
 

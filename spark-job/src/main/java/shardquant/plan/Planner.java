@@ -56,7 +56,8 @@ public final class Planner {
             + " or --exclude it: it is then copied unchanged)");
       }
       String why = t.rank() != 2 ? "it is " + t.rank() + "-D and the recipes quantize 2-D weights"
-          : !t.dtype().isFloating() ? "its dtype " + t.dtype().safetensorsName() + " is not a float type"
+          : !t.dtype().quantizable() ? "its dtype " + t.dtype().safetensorsName() + " is not one a recipe takes ("
+              + shardquant.kernels.dtype.DType.quantizableNames() + ")"
           : k.refusal(t.rows(), t.cols(), t.dtype(), c);
       if (why != null) {
         throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "' " + t.dtype().safetensorsName()

@@ -36,7 +36,8 @@ final class Int8Recipe implements RecipeKernel {
 
   @Override
   public String refusal(long rows, long cols, DType dtype, QuantConfig c) {
-    return dtype.isFloating() ? null : c.recipe().cliName() + " quantizes floating weights, got " + dtype.torchName();
+    return dtype.quantizable() ? null
+        : c.recipe().cliName() + " quantizes " + DType.quantizableNames() + " weights, got " + dtype.safetensorsName();
   }
 
   @Override

@@ -38,8 +38,8 @@ final class IntxRecipe implements RecipeKernel {
 
   @Override
   public String refusal(long rows, long cols, DType dtype, QuantConfig c) {
-    if (!dtype.isFloating()) {
-      return c.recipe().cliName() + " quantizes floating weights, got " + dtype.torchName();
+    if (!dtype.quantizable()) {
+      return c.recipe().cliName() + " quantizes " + DType.quantizableNames() + " weights, got " + dtype.safetensorsName();
     }
     if (cols % c.groupSize() != 0) {
       return c.recipe().cliName() + " needs K to be a multiple of the group size " + c.groupSize() + ", got K = " + cols

@@ -27,8 +27,8 @@ final class Nf4Recipe implements RecipeKernel {
 
   @Override
   public String refusal(long rows, long cols, DType dtype, QuantConfig c) {
-    if (!dtype.isFloating()) {
-      return "nf4 quantizes floating weights, got " + dtype.torchName();
+    if (!dtype.quantizable()) {
+      return "nf4 quantizes " + DType.quantizableNames() + " weights, got " + dtype.safetensorsName();
     }
     long numel = rows * cols;
     if (numel % Nf4Ref.SHARD_ALIGNMENT != 0) {

@@ -1,9 +1,13 @@
 package shardquant.kernels.dtype;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.Map;
+import java.util.TreeMap;
 import org.junit.jupiter.api.Test;
 
 class DTypeTest {
@@ -83,7 +87,42 @@ class DTypeTest {
       assertEquals(d, DType.fromSafetensors(d.safetensorsName()));
       assertEquals(d, DType.fromTorchName("torch." + d.torchName()));
     }
-    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DType.fromSafetensors("F8_E4M3"));
-    assertTrue(e.getMessage().contains("F8_E4M3"), e.getMessage());
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DType.fromSafetensors("F8_E9"));
+    assertTrue(e.getMessage().contains("F8_E9"), e.getMessage());
+  }
+
+  /** The reference crate's byte-wide dtypes with its bit sizes ({@code Dtype::bitsize}) and torch's names. */
+  @Test
+  void everyByteWideSafetensorsDtypeIsKnownWithItsSizeAndTorchName() {
+    Map<String, String> reference = Map.ofEntries(Map.entry("BOOL", "8 bool"), Map.entry("U8", "8 uint8"),
+        Map.entry("I8", "8 int8"), Map.entry("F8_E5M2", "8 float8_e5m2"), Map.entry("F8_E4M3", "8 float8_e4m3fn"),
+        Map.entry("F8_E8M0", "8 float8_e8m0fnu"), Map.entry("F8_E4M3FNUZ", "8 float8_e4m3fnuz"),
+        Map.entry("F8_E5M2FNUZ", "8 float8_e5m2fnuz"), Map.entry("I16", "16 int16"), Map.entry("U16", "16 uint16"),
+        Map.entry("F16", "16 float16"), Map.entry("BF16", "16 bfloat16"), Map.entry("I32", "32 int32"),
+        Map.entry("U32", "32 uint32"), Map.entry("F32", "32 float32"), Map.entry("C64", "64 complex64"),
+        Map.entry("F64", "64 float64"), Map.entry("I64", "64 int64"), Map.entry("U64", "64 uint64"));
+    Map<String, String> ours = new TreeMap<>();
+    for (DType d : DType.values()) {
+      ours.put(d.safetensorsName(), d.byteSize() * 8 + " " + d.torchName());
+    }
+    assertEquals(new TreeMap<>(reference), ours);
+    for (String subByte : DType.SUB_BYTE) {
+      assertNull(DType.fromSafetensorsOrNull(subByte), subByte);
+    }
+  }
+
+  @Test
+  void onlyTheDtypesShardquantComputesWithAreQuantizable() {
+    for (DType d : DType.values()) {
+      boolean computes = d == DType.F32 || d == DType.BF16 || d == DType.F16;
+      assertEquals(computes, d.quantizable(), d.toString());
+      if (!computes) {
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> d.round(1f), d.toString());
+        assertTrue(e.getMessage().contains("F32, BF16, F16"), e.getMessage());
+      }
+    }
+    assertTrue(DType.F64.isFloating() && DType.F8_E4M3.isFloating() && DType.F8_E8M0.isFloating());
+    assertFalse(DType.C64.isFloating() || DType.U16.isFloating() || DType.BOOL.isFloating());
+    assertEquals("F32, BF16, F16", DType.quantizableNames());
   }
 }
