@@ -298,9 +298,9 @@ public final class Checkpoint implements AutoCloseable {
     if (values.dtype() == out) {
       return values;
     }
-    if (!values.dtype().isFloating() || !out.isFloating()) {
+    if (!values.dtype().quantizable() || !out.quantizable()) {
       throw new IllegalArgumentException(t.file() + ": tensor '" + t.name() + "' is " + values.dtype().torchName()
-          + "; only floating tensors convert to " + out.torchName() + " (read it with readPlain)");
+          + "; only float32, bfloat16 and float16 tensors convert to " + out.torchName() + " (read it with readPlain)");
     }
     return Tensor.fromFloats(out, values.shape(), values.toFloats());
   }

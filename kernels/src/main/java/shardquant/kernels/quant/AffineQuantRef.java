@@ -156,7 +156,7 @@ public final class AffineQuantRef {
   static AffineElementwise elementwise(DType valueDtype, AffineSpec spec, QParams qparams, long[] shape) {
     long blocks = spec.block().gridRows(shape) * spec.block().gridCols(shape);
     Tensor scale = qparams.scale();
-    if (scale.numel() != blocks || !scale.dtype().isFloating()) {
+    if (scale.numel() != blocks || !scale.dtype().quantizable()) {
       throw new IllegalArgumentException("scale " + scale + " does not fit " + blocks + " blocks " + spec.block()
           + " of shape " + Arrays.toString(shape) + " (need a floating tensor of " + blocks + " values)");
     }

@@ -35,8 +35,8 @@ public record AffineSpec(
     if (!(eps > 0) || Double.isInfinite(eps)) {
       throw new IllegalArgumentException("eps must be positive and finite, got " + eps);
     }
-    if (!scaleDtype.isFloating()) {
-      throw new IllegalArgumentException("scale dtype must be floating, got " + scaleDtype);
+    if (!scaleDtype.quantizable()) {
+      throw new IllegalArgumentException("scale dtype must be float32, bfloat16 or float16, got " + scaleDtype);
     }
     if (domain != ZeroPointDomain.NONE && (zeroPointDtype == null || zeroPointDtype == DType.BOOL)) {
       throw new IllegalArgumentException("zero point domain " + domain + " needs a zero point dtype, got " + zeroPointDtype);

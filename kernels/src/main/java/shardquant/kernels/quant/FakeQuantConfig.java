@@ -45,8 +45,8 @@ public record FakeQuantConfig(
     if (domain == ZeroPointDomain.NONE) {
       throw new IllegalArgumentException("IntxFakeQuantizer fakes INT or FLOAT zero points, not NONE");
     }
-    if (!scalePrecision.isFloating()) {
-      throw new IllegalArgumentException("scale precision must be floating, got " + scalePrecision);
+    if (!scalePrecision.quantizable()) {
+      throw new IllegalArgumentException("scale precision must be float32, bfloat16 or float16, got " + scalePrecision);
     }
     if (eps != null && !(eps > 0 && !eps.isInfinite())) {
       throw new IllegalArgumentException("eps must be positive and finite or null, got " + eps);

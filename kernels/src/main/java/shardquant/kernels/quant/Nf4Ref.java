@@ -239,7 +239,7 @@ public final class Nf4Ref {
   }
 
   private static void requireFloating(DType dtype) {
-    if (!dtype.isFloating()) {
+    if (!dtype.quantizable()) {
       throw new IllegalArgumentException(
           "NF4 quantizes float32, bfloat16 or float16 tensors, got " + dtype.torchName());
     }
