@@ -9,11 +9,15 @@ import org.apache.spark.scheduler.SparkListenerTaskEnd;
 /**
  * The job's Spark context, started so that a crash leaves little behind: embedded Spark's scratch lives
  * in a folder of the job's own that is removed when the context stops and, after a crash, by the next
- * run ({@link Scratch}).
+ * run ({@link Scratch}). A standalone master that never registers the application (something else
+ * answers at its address) is the user's error, not a stopped context that fails the job later. (A
+ * master that cannot be reached at all is refused before, by {@link MasterCheck}.)
  */
 public final class JobSparkContext extends JavaSparkContext {
   /** Test hook: the driver halts (as if killed) when the first task ends, with Spark and its scratch in use. */
   public static final String HALT_WHILE_RUNNING_CONF = "spark.shardquant.test.haltWhileRunning";
+  /** The application id Spark falls back to when a standalone master never registered the application. */
+  private static final String UNREGISTERED_ID = "spark-application-";
 
   private final Scratch scratch;
 
@@ -36,6 +40,14 @@ public final class JobSparkContext extends JavaSparkContext {
       throw e;
     }
     JobSparkContext context = new JobSparkContext(sc, scratch);
+    String master = conf.get("spark.master");
+    if (master.startsWith("spark://") && sc.applicationId().startsWith(UNREGISTERED_ID)) {
+      // The master answered TCP but never registered the application: Spark's client gave up after 3 x 20 s.
+      context.close();
+      throw new UserError("the Spark master " + master + " did not register the application (Spark's standalone client "
+          + "gave up after 3 tries, 20 s apart); check that --master is a Spark master's URL (its port, 7077 by default, "
+          + "not its web UI's) and the master's log");
+    }
     if (Boolean.parseBoolean(conf.get(HALT_WHILE_RUNNING_CONF, "false"))) {
       sc.addSparkListener(new SparkListener() {
         @Override

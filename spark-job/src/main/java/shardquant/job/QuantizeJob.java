@@ -171,6 +171,7 @@ public final class QuantizeJob {
       conf.setIfMissing("spark.ui.enabled", "false");
     }
     o.sparkConf().forEach(conf::set);
+    MasterCheck.check(conf); // an unreachable standalone master: one line, in seconds, before any work
     return conf;
   }
 
