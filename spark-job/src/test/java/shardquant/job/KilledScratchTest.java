@@ -61,6 +61,8 @@ class KilledScratchTest {
     ChildRun next = cli(javaTmp, "next", input, tmp.resolve("out-next"));
     assertEquals(0, next.status(), next.logs());
     assertTrue(Files.exists(tmp.resolve("out-next").resolve("_SUCCESS")), next.logs());
+    // SparkConf warns on every spark.local.dir that a cluster manager overrides it; none does in local mode.
+    assertFalse(next.logs().contains("spark.local.dir will be overridden"), next.logs());
     assertFalse(Files.exists(folder), () -> folder + " still there: " + files(folder));
     assertEquals(List.of(), JobTestSupport.listing(scratch));
 
