@@ -107,7 +107,7 @@ public final class QuantizeJob {
     String master = conf.get("spark.master");
     if (build.length > 0) {
       int[][] groups = groupsFor(plan, build);
-      try (JavaSparkContext sc = new JavaSparkContext(conf)) {
+      try (JavaSparkContext sc = JobSparkContext.start(conf)) {
         Progress progress = new Progress(plan, groups, build, command, console, 2000);
         sc.sc().addSparkListener(progress);
         Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe() == Recipe.NF4
@@ -195,6 +195,7 @@ public final class QuantizeJob {
       conf.setIfMissing("spark.ui.enabled", "false");
     }
     o.sparkConf().forEach(conf::set);
+    MasterCheck.check(conf); // an unreachable standalone master: one line, in seconds, before any work
     return conf;
   }
 
