@@ -59,7 +59,7 @@ public final class FileAssembler implements Serializable {
     String attempt = task == null ? "driver" : task.stageId() + "-" + task.partitionId() + "-" + task.attemptNumber();
     java.nio.file.Path temp = Storage.isLocal(fs)
         ? java.nio.file.Path.of(target.getParent().toUri()).resolve("." + f.name() + ".tmp-" + attempt)
-        : Files.createTempFile("shardquant-" + f.name(), ".tmp");
+        : Files.createTempFile(scratchDir(), "shardquant-" + f.name(), ".tmp");
     boolean committed = false;
     try {
       Map<String, Long> written = new HashMap<>();
@@ -118,6 +118,17 @@ public final class FileAssembler implements Serializable {
         Files.deleteIfExists(temp);
       }
     }
+  }
+
+  /**
+   * Where a file for a remote output is assembled before its upload: Spark's local scratch of this
+   * executor (in embedded mode the job's own folder, which the next run sweeps after a crash), not
+   * java.io.tmpdir, where a killed task would strand up to --output-file-bytes.
+   */
+  private static java.nio.file.Path scratchDir() {
+    org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
+    return env == null ? java.nio.file.Path.of(System.getProperty("java.io.tmpdir"))
+        : java.nio.file.Path.of(org.apache.spark.util.Utils.getLocalDir(env.conf()));
   }
 
   /**
