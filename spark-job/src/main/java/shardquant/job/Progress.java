@@ -34,6 +34,8 @@ final class Progress extends SparkListener {
   private final Map<Integer, String> stageKinds = new HashMap<>();
   private final Map<Integer, Integer> shardsLeft = new HashMap<>();
   private final long startNanos = System.nanoTime();
+  private int failedAttempts;
+  private String firstFailure;
   private long bytesDone;
   private int tensorsDone;
   private int filesDone;
@@ -76,6 +78,10 @@ final class Progress extends SparkListener {
   @Override
   public synchronized void onTaskEnd(SparkListenerTaskEnd e) {
     if (e.reason() != Success$.MODULE$) {
+      if (failedAttempts++ == 0) {
+        String why = e.reason() instanceof org.apache.spark.TaskFailedReason f ? f.toErrorString() : e.reason().toString();
+        firstFailure = why.lines().findFirst().orElse("");
+      }
       return;
     }
     String kind = stageKinds.get(e.stageId());
@@ -84,6 +90,15 @@ final class Progress extends SparkListener {
     } else if (ASSEMBLE_RDD.equals(kind)) {
       assembled();
     }
+  }
+
+  /**
+   * Task attempts that failed (Spark retried them, or the job failed), with the first one's reason; null
+   * when none did.
+   */
+  synchronized String failures() {
+    return failedAttempts == 0 ? null : failedAttempts + " failed task attempt" + (failedAttempts == 1 ? "" : "s")
+        + " (first: " + firstFailure + ")";
   }
 
   /** A failed job ends here too: whatever follows on the console starts on a line of its own. */

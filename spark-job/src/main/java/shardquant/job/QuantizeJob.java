@@ -122,6 +122,10 @@ public final class QuantizeJob {
             .mapPartitionsWithIndex((i, it) -> Collections.singletonList(assembler.assemble(files[i], it)).iterator(), true)
             .setName(Progress.ASSEMBLE_RDD)
             .collect());
+        String retried = progress.failures();
+        if (retried != null) {
+          console.println("retried: " + retried + "; every retried task's output replaced the failed attempt's");
+        }
       } catch (Exception e) { // Spark throws its checked SparkException without declaring it
         String user = UserError.findIn(e);
         if (user != null) {

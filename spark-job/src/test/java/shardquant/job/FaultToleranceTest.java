@@ -131,6 +131,9 @@ class FaultToleranceTest {
     Path out = tmp.resolve("out");
     Run r = JobTestSupport.quantize(input, out, args("--conf", "spark.shardquant.test.failShardOf=" + GATE));
     assertEquals(0, r.status(), r::toString);
+    assertTrue(r.err().matches("(?s).*retried: \\d+ failed task attempts? \\(first: java.lang.IllegalStateException: injected"
+        + " failure halfway through a shard of " + GATE.replace(".", "\\.") + " .*"),
+        () -> "the failure must really have been injected and retried:\n" + r);
     assertSameAsReference(out);
   }
 
@@ -152,6 +155,8 @@ class FaultToleranceTest {
     Path out = tmp.resolve("out");
     Run r = JobTestSupport.quantize(input, out, args("--conf", "spark.shardquant.test.failAssemblyOf=" + referenceFiles.get(0)));
     assertEquals(0, r.status(), r::toString);
+    assertTrue(r.err().contains("retried: 1 failed task attempt (first: java.lang.IllegalStateException: injected failure"
+        + " in the assembly of " + referenceFiles.get(0)), () -> "the failure must really have been injected and retried:\n" + r);
     assertSameAsReference(out);
   }
 
