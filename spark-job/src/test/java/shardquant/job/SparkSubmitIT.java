@@ -4,8 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.File;
-import java.io.IOException;
-import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -14,11 +12,6 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.jar.Attributes;
-import java.util.jar.JarEntry;
-import java.util.jar.JarOutputStream;
-import java.util.jar.Manifest;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import shardquant.ChildJvm;
@@ -28,11 +21,12 @@ import shardquant.cli.Main;
 
 /**
  * {@code spark-submit --class shardquant.cli.Main --master local[2] shardquant.jar quantize ...}, as a
- * user runs it: Spark's own launcher in its own JVM, with the job's classes only in the application
- * jar (spark-job's classes are left off the JVM's classpath), and SparkSubmit's {@code --master}
+ * user runs it: Spark's own launcher in its own JVM, with {@code spark-job/target/shardquant.jar} (the
+ * jar the README says to submit, as {@code mvn package} built it) and nothing else of ours on the
+ * classpath: an integration test, run by {@code mvn verify} after the jar exists. SparkSubmit's {@code --master}
  * reaching the job.
  */
-class SparkSubmitTest {
+class SparkSubmitIT {
   private static final String[] ARGS = {"--recipe", "8da4w", "--shard-bytes", "65536", "--output-file-bytes", "1000000"};
 
   @TempDir
@@ -40,11 +34,15 @@ class SparkSubmitTest {
 
   @Test
   void sparkSubmitRunsTheJobFromItsJar() throws Exception {
-    Path classes = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI());
-    assertTrue(Files.isDirectory(classes), () -> "spark-job's classes should be a directory here: " + classes);
-    Path jar = jar(classes, tmp.resolve("shardquant.jar"));
+    // The jar the README tells users to submit, built by `mvn package` before this integration test runs.
+    Path jar = Path.of(System.getProperty("shardquant.test.clusterJar", "target/shardquant.jar")).toAbsolutePath();
+    assertTrue(Files.isRegularFile(jar), () -> jar + " missing: run the integration tests with mvn verify");
+    Path repo = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).getParent().getParent()
+        .getParent();
+    // Spark, Hadoop and the rest as a cluster provides them; nothing of ours but the jar.
     String classpath = Arrays.stream(ChildJvm.testClasspath().split(File.pathSeparator))
-        .filter(e -> !e.isEmpty() && !samePath(Path.of(e), classes))
+        .filter(e -> !e.isEmpty() && !Path.of(e).toAbsolutePath().normalize().startsWith(repo)
+            && !Path.of(e).getFileName().toString().startsWith("shardquant-"))
         .reduce((a, b) -> a + File.pathSeparator + b).orElseThrow();
 
     Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
@@ -78,31 +76,5 @@ class SparkSubmitTest {
     assertEquals(0, local.status(), local::toString);
     assertEquals(JobTestSupport.storedTensors(tmp.resolve("local")), JobTestSupport.storedTensors(out));
     SameOutput.assertSame(tmp.resolve("local"), out);
-  }
-
-  private static boolean samePath(Path a, Path b) {
-    return a.toAbsolutePath().normalize().equals(b.toAbsolutePath().normalize());
-  }
-
-  /** A jar of everything under {@code classes}, entries in a fixed order. */
-  private static Path jar(Path classes, Path jar) throws IOException {
-    Manifest manifest = new Manifest();
-    manifest.getMainAttributes().put(Attributes.Name.MANIFEST_VERSION, "1.0");
-    List<Path> files;
-    try (Stream<Path> s = Files.walk(classes)) {
-      files = s.filter(Files::isRegularFile).sorted().toList();
-    }
-    try (OutputStream o = Files.newOutputStream(jar); JarOutputStream j = new JarOutputStream(o, manifest)) {
-      for (Path f : files) {
-        String name = classes.relativize(f).toString().replace(File.separatorChar, '/');
-        if (name.equals("META-INF/MANIFEST.MF")) {
-          continue;
-        }
-        j.putNextEntry(new JarEntry(name));
-        Files.copy(f, j);
-        j.closeEntry();
-      }
-    }
-    return jar;
   }
 }
