@@ -103,6 +103,7 @@ public final class FileAssembler implements Serializable {
         writeAt(ch, len, 0);
         writeAt(ch, ByteBuffer.wrap(header), 8);
         ch.force(true);
+        shardquant.job.TestPause.onExecutor("assembly", fileIndex == plan.files().size() - 1 && fileIndex > 0);
         commit(fs, temp, target);
         committed = true;
         return new FileResult(fileIndex, f.name(), f.size(), List.copyOf(reports.values()), System.nanoTime() - start);

@@ -98,6 +98,7 @@ public final class ShardQuantizer implements Serializable {
             }
             ipc = encode(t, shard, parts, alloc);
           }
+          shardquant.job.TestPause.onExecutor("quantize", s == group[0] && TaskContext.getPartitionId() == 0);
         }
         out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start,
             t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used)));

@@ -161,6 +161,7 @@ public final class QuantizeJob {
     extras.put("files_kept", kept.sizes().size());
     extras.put("spark_master", master);
     extras.put("verified", verified);
+    TestPause.onDriver("commit", conf);
     try {
       OutputDir.Copied copied = out.copyModelFiles(model, configText, hadoop);
       out.commit(plan, reports, extras, copied, verified);
