@@ -37,7 +37,7 @@ public class RecipeShardingTest {
   }
 
   /** Rows that hold exactly one group (K = g), every groupwise recipe at every group size it takes. */
-  static Stream<Arguments> oneGroupRows() {
+  public static Stream<Arguments> oneGroupRows() {
     return Stream.concat(IntStream.of(32, 64, 128, 256).boxed().flatMap(g -> Stream.of(
         Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, g, 4), 21, g, DType.BF16),
         Arguments.of(new QuantConfig(Recipe.INT4_CPU, g, 4), 80, g, DType.BF16),
