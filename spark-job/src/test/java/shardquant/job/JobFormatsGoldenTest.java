@@ -3,6 +3,8 @@ package shardquant.job;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,6 +18,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
 import shardquant.kernels.safetensors.SafetensorsFile;
+import shardquant.kernels.safetensors.TensorEntry;
 
 /**
  * The issue's bar: quantizing the golden Llama-shaped input with each recipe torchao serializes gives
@@ -23,6 +26,9 @@ import shardquant.kernels.safetensors.SafetensorsFile;
  * file, and in many 64 KiB shards over many 1 MB files.
  */
 class JobFormatsGoldenTest {
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static final TypeReference<List<String>> STRINGS = new TypeReference<>() {};
+
   @TempDir
   Path tmp;
 
@@ -55,6 +61,23 @@ class JobFormatsGoldenTest {
       for (Map.Entry<String, String> m : t.metadata().entrySet()) {
         if (!m.getKey().equals("tensor_names")) {
           assertEquals(m.getValue(), ours.get(m.getKey()), m.getKey());
+        }
+      }
+      // Every output file carries the whole model's tensor_names, as torchao's single file does. Compared as
+      // lists, not as JSON text (spacing is the writer's), and sorted: torchao lists its modules' order, which
+      // a safetensors input no longer has (its keys are sorted on save); the output keeps the input's order.
+      List<String> names = JSON.readValue(t.metadata().get("tensor_names"), STRINGS);
+      List<String> inputOrder;
+      try (SafetensorsFile in = SafetensorsFile.open(dir.resolve("input.safetensors"))) {
+        inputOrder = in.entries().stream().map(TensorEntry::name).toList();
+      }
+      for (Path f : JobTestSupport.modelFiles(out)) {
+        try (SafetensorsFile o = SafetensorsFile.open(f)) {
+          String listed = o.metadata().get("tensor_names");
+          assertTrue(listed != null, f + " has no tensor_names");
+          List<String> ourNames = JSON.readValue(listed, STRINGS);
+          assertEquals(names.stream().sorted().toList(), ourNames.stream().sorted().toList(), f.getFileName() + ": tensor_names");
+          assertEquals(inputOrder, ourNames, f.getFileName() + ": tensor_names in the input's order");
         }
       }
     }

@@ -38,7 +38,8 @@ public final class TinygemmInt4Kind implements GoldenKind {
     int n = Math.toIntExact(w.rows());
     int k = Math.toIntExact(w.cols());
     AffineSpec spec = AffineSpec.tinygemmInt4(c.intParam("group_size"), w.dtype());
-    QParams qp = AffineQuantRef.chooseQParams(w, spec);
+    // [N, K/g] as torchao packs them, [N, 1] for rows of one group (K = g)
+    QParams qp = AffineQuantRef.chooseGroupwiseQParams(w, spec);
     Tensor q = AffineQuantRef.quantize(w, spec, qp);
     r.exact("scale", qp.scale());
     r.exact("zero", qp.zeroPoint());

@@ -83,6 +83,20 @@ public final class AffineQuantRef {
     return new QParams(scaleTensor, cast(Tensor.fromFloats(d, qshape, zero), z));
   }
 
+  /**
+   * {@link #chooseQParams} with scale and zero point shaped [N / rows, K / cols], as torchao's groupwise
+   * callers hold them whatever the number of groups: get_groupwise_affine_qparams and
+   * get_group_qparams_symmetric ({@code reshape(w.shape[0], -1)}), Int4TilePackedTo4dTensor.from_hp (the same
+   * reshape before pack_tinygemm_scales_and_zeros), IntxUnpackedToInt8Tensor.from_hp ({@code keepdim=True}).
+   * The primitive itself drops a dimension one block covers whole, so a row of exactly one group (K = g)
+   * gives it [N]; these callers keep [N, 1].
+   */
+  public static QParams chooseGroupwiseQParams(Tensor input, AffineSpec spec) {
+    QParams qp = chooseQParams(input, spec);
+    long[] grid = {spec.block().gridRows(input.shape()), spec.block().gridCols(input.shape())};
+    return new QParams(qp.scale().reshape(grid), qp.zeroPoint() == null ? null : qp.zeroPoint().reshape(grid));
+  }
+
   /** torchao's quantize_affine (INT), quantize_affine_no_zero_point (NONE) or _quantize_affine_tinygemm (FLOAT). */
   public static Tensor quantize(Tensor input, AffineSpec spec, QParams qparams) {
     return quantize(input, spec, qparams, new long[Math.toIntExact(input.shape()[0])]);

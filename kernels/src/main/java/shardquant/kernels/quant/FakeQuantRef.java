@@ -80,12 +80,11 @@ public final class FakeQuantRef {
     }
     long[] shape = x.shape();
     AffineSpec qparamSpec = qparamSpec(config, x.dtype(), shape[1]);
-    QParams chosen = AffineQuantRef.chooseQParams(x, qparamSpec);
-    long[] qshape = config.granularity() == FakeQuantConfig.Granularity.PER_TOKEN
-        ? chosen.scale().shape()
-        : new long[] {shape[0], shape[1] / qparamSpec.block().cols()}; // reshape(w.shape[0], -1)
-    QParams held = new QParams(chosen.scale().reshape(qshape),
-        AffineQuantRef.cast(chosen.zeroPoint(), config.zeroPointPrecision()).reshape(qshape));
+    // Per token: choose_qparams_affine's own [N]; per channel and group: get_group(wise)_..._qparams' [N, K / g].
+    QParams chosen = config.granularity() == FakeQuantConfig.Granularity.PER_TOKEN
+        ? AffineQuantRef.chooseQParams(x, qparamSpec)
+        : AffineQuantRef.chooseGroupwiseQParams(x, qparamSpec);
+    QParams held = new QParams(chosen.scale(), AffineQuantRef.cast(chosen.zeroPoint(), config.zeroPointPrecision()));
 
     // torchao fakes with quant_dtype=torch.int32 and the config dtype's bounds; per token always INT.
     ZeroPointDomain domain = config.granularity() == FakeQuantConfig.Granularity.PER_TOKEN

@@ -60,15 +60,14 @@ final class IntxRecipe implements RecipeKernel {
   @Override
   public QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
     AffineSpec spec = spec(c, rows.dtype());
-    QParams qp = AffineQuantRef.chooseQParams(rows, spec);
+    QParams qp = AffineQuantRef.chooseGroupwiseQParams(rows, spec);
     long[] clipped = new long[Math.toIntExact(rows.rows())];
     Tensor q = AffineQuantRef.quantize(rows, spec, qp, clipped);
     stats.addRows(rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
-    long[] groups = {rows.rows(), rows.cols() / c.groupSize()};
     Map<String, Tensor> parts = new LinkedHashMap<>();
     parts.put("qdata", q);
-    parts.put("scale", qp.scale().reshape(groups));
-    parts.put("zero_point", qp.zeroPoint().reshape(groups));
+    parts.put("scale", qp.scale());
+    parts.put("zero_point", qp.zeroPoint());
     return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
   }
 

@@ -23,12 +23,11 @@ final class TinygemmInt4 {
   /** Quantizes {@code padded}; verification covers its top-left {@code rows x cols}, the real weight. */
   static Codes quantize(Tensor padded, long rows, long cols, QuantConfig c, QuantStats stats) {
     AffineSpec spec = AffineSpec.tinygemmInt4(c.groupSize(), padded.dtype());
-    QParams qp = AffineQuantRef.chooseQParams(padded, spec);
+    QParams qp = AffineQuantRef.chooseGroupwiseQParams(padded, spec);
     long[] clipped = new long[Math.toIntExact(padded.rows())];
     Tensor q = AffineQuantRef.quantize(padded, spec, qp, clipped);
     stats.addRows(padded, AffineQuantRef.dequantize(q, spec, qp, padded.dtype()), clipped, rows, cols);
-    long[] groups = {padded.rows(), padded.cols() / c.groupSize()};
-    return new Codes(q.toInts(), qp.scale().reshape(groups), qp.zeroPoint().reshape(groups));
+    return new Codes(q.toInts(), qp.scale(), qp.zeroPoint());
   }
 
   /** Dequantizes plain codes [n][k] with a packed scale_and_zero, cropped to the original {@code shape}. */

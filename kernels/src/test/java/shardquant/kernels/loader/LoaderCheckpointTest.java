@@ -49,7 +49,13 @@ class LoaderCheckpointTest {
         Arguments.of(new QuantConfig(Recipe.INTX_WEIGHT_ONLY, 64, 8), 5, 128, DType.F32),
         Arguments.of(new QuantConfig(Recipe.INT8_WEIGHT_ONLY, 0, 8), 5, 24, DType.BF16),
         Arguments.of(new QuantConfig(Recipe.INT8_DYNAMIC, 0, 8), 5, 24, DType.F16),
-        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 64, 256, DType.BF16));
+        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 64, 256, DType.BF16),
+        // rows of one group (K = g): scale and zero point [N, 1], scale_and_zero [1, N, 2] or K padded to 1024
+        Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 256, 4), 24, 256, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT4_CPU, 64, 4), 80, 64, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INT8_DYN_ACT_INT4_WEIGHT, 32, 4), 5, 32, DType.BF16),
+        Arguments.of(new QuantConfig(Recipe.INTX_WEIGHT_ONLY, 128, 3), 5, 128, DType.F16),
+        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 256, 64, DType.F32));
   }
 
   @ParameterizedTest(name = "{0}")

@@ -20,6 +20,7 @@ import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.quant.RecipeShardingTest;
 import shardquant.kernels.tensor.Tensor;
 
 /**
@@ -33,7 +34,7 @@ class LoaderRowRangeTest {
   @TempDir Path dir;
 
   static Stream<Arguments> cases() {
-    return Stream.of(
+    return Stream.concat(Stream.of(
         Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 128, 4), 100, 384, DType.BF16),
         Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 32, 4), 8, 1024, DType.BF16),
         Arguments.of(new QuantConfig(Recipe.INT4_TILE_PACKED, 64, 4), 1003, 1024, DType.BF16),
@@ -50,7 +51,8 @@ class LoaderRowRangeTest {
         Arguments.of(new QuantConfig(Recipe.INT8_DYNAMIC, 0, 8), 1, 40, DType.BF16),
         Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 96, 512, DType.BF16),
         Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 64, 768, DType.F32),
-        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 512, 2048, DType.BF16));
+        Arguments.of(new QuantConfig(Recipe.NF4, 64, 4), 512, 2048, DType.BF16)),
+        RecipeShardingTest.oneGroupRows());
   }
 
   @ParameterizedTest(name = "{0} {1}x{2} {3}")

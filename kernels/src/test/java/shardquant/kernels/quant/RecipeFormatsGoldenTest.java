@@ -2,16 +2,20 @@ package shardquant.kernels.quant;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import shardquant.kernels.GoldenFiles;
+import shardquant.kernels.dtype.DType;
 import shardquant.kernels.safetensors.SafetensorsFile;
 import shardquant.kernels.safetensors.TensorEntry;
 import shardquant.kernels.tensor.Tensor;
@@ -69,21 +73,55 @@ public class RecipeFormatsGoldenTest {
     assertEquals(14, quantized);
   }
 
+  @Test
+  void assertBytesFailsOnEveryByteDifference() {
+    // F32 NaNs differing in payload only, BF16 zeros differing in sign, and dtypes Java has no value for
+    int[][] pairs = {{0x7fc00000, 0x7fc00001}, {0x0000, 0x8000}, {0x01, 0x02}, {0, 1}};
+    DType[] dtypes = {DType.F32, DType.BF16, DType.F8_E4M3, DType.F64};
+    for (int p = 0; p < pairs.length; p++) {
+      DType d = dtypes[p];
+      Tensor want = Tensor.allocate(d, 3);
+      Tensor got = Tensor.allocate(d, 3);
+      int at = 2 * d.byteSize(); // element 2
+      for (int j = 0; j < Math.min(4, d.byteSize()); j++) {
+        want.bytes().put(at + j, (byte) (pairs[p][0] >>> (8 * j)));
+        got.bytes().put(at + j, (byte) (pairs[p][1] >>> (8 * j)));
+      }
+      assertBytes(want, want, d + " equal");
+      AssertionError e = assertThrows(AssertionError.class, () -> assertBytes(want, got, d.toString()));
+      assertTrue(e.getMessage().startsWith(d + ": first difference at flat index 2 (byte "), e.getMessage());
+    }
+  }
+
+  /**
+   * Same dtype, shape and bytes. The bytes decide, not the values: a NaN payload or a dtype without a Java
+   * value (float8, float64) differs exactly when its bytes do. The message names the first differing
+   * element with its bits and, where Java can show it, its value.
+   */
   public static void assertBytes(Tensor want, Tensor got, String what) {
     assertEquals(want.dtype(), got.dtype(), what);
     assertTrue(Arrays.equals(want.shape(), got.shape()), what + ": shape " + Arrays.toString(got.shape()) + ", want "
         + Arrays.toString(want.shape()));
-    if (!want.bytes().equals(got.bytes())) {
-      for (long i = 0; i < want.numel(); i++) {
-        boolean same = want.dtype().isFloating()
-            ? Float.floatToRawIntBits(want.getFloat(i)) == Float.floatToRawIntBits(got.getFloat(i))
-            : want.getInt(i) == got.getInt(i);
-        if (!same) {
-          throw new AssertionError(what + ": first difference at flat index " + i + ": want "
-              + (want.dtype().isFloating() ? want.getFloat(i) : want.getInt(i)) + ", got "
-              + (got.dtype().isFloating() ? got.getFloat(i) : got.getInt(i)));
-        }
-      }
+    int byteOffset = want.bytes().mismatch(got.bytes());
+    if (byteOffset >= 0) {
+      long i = byteOffset / want.dtype().byteSize();
+      throw new AssertionError(what + ": first difference at flat index " + i + " (byte " + byteOffset + "): want "
+          + show(want, i) + ", got " + show(got, i));
+    }
+  }
+
+  /** Element {@code i} as its bytes in hex (little-endian, as stored) and its value where Java has one. */
+  private static String show(Tensor t, long i) {
+    int size = t.dtype().byteSize();
+    ByteBuffer b = t.bytes();
+    StringBuilder hex = new StringBuilder("0x");
+    for (int j = size - 1; j >= 0; j--) {
+      hex.append(String.format("%02x", b.get(b.position() + Math.toIntExact(i * size) + j) & 0xff));
+    }
+    try {
+      return (t.dtype().isFloating() ? Float.toString(t.getFloat(i)) : Integer.toString(t.getInt(i))) + " (" + hex + ")";
+    } catch (RuntimeException noJavaValue) {
+      return hex.toString();
     }
   }
 }

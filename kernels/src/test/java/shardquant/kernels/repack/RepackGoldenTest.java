@@ -34,6 +34,7 @@ import shardquant.kernels.tensor.Tensor;
  */
 class RepackGoldenTest {
   private static final ObjectMapper JSON = new ObjectMapper();
+  private static final String PACKED_CPU = "packed_cpu";
 
   @TestFactory
   Stream<DynamicTest> tinygemmInt4Files() throws IOException {
@@ -44,6 +45,16 @@ class RepackGoldenTest {
     }
     files.sort(null);
     assertEquals(4, files.size(), "tinygemm_int4 golden files in " + golden + ": " + files);
+    List<Path> withCpu = new ArrayList<>();
+    for (Path f : files) {
+      try (SafetensorsFile st = SafetensorsFile.open(f)) {
+        if (st.has(PACKED_CPU)) {
+          withCpu.add(f);
+        }
+      }
+    }
+    // every golden case has N % 16 == 0, so PyTorch packed each for the CPU: the conversion is checked on all
+    assertEquals(files, withCpu, "golden files with " + PACKED_CPU);
     return files.stream().map(f -> DynamicTest.dynamicTest(f.getFileName().toString(), () -> check(f)));
   }
 
@@ -86,9 +97,11 @@ class RepackGoldenTest {
       parts.put("scale_and_zero", st.read("scale_and_zero"));
       TinygemmInt4Tensor tile = new TinygemmInt4Tensor(Int4Layout.TILE_PACKED, groupSize, q.shape(), parts);
 
-      if (st.has("packed_cpu")) {
+      // The golden README: PyTorch's CPU packing is there exactly where N % 16 == 0.
+      assertEquals(q.rows() % 16 == 0, st.has(PACKED_CPU), file + ": N = " + q.rows() + " and " + PACKED_CPU);
+      if (st.has(PACKED_CPU)) {
         TinygemmInt4Tensor cpu = tile.repack(Int4Layout.CPU);
-        RecipeFormatsGoldenTest.assertBytes(st.read("packed_cpu"), cpu.part("qdata"), "packed_cpu");
+        RecipeFormatsGoldenTest.assertBytes(st.read(PACKED_CPU), cpu.part("qdata"), PACKED_CPU);
         RecipeFormatsGoldenTest.assertBytes(st.read("scale_and_zero"), cpu.part("scale_and_zero"), "scale_and_zero");
       }
 

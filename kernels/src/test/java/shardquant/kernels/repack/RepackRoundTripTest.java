@@ -31,13 +31,17 @@ import shardquant.kernels.verify.QuantStats;
  * Converting int4 weights quantized by {@code int4-tile-packed} to the cpu and plain forms and back gives
  * the original bytes; the cpu form is what {@code int4-cpu} itself writes; the plain form dequantizes to
  * the tile-packed values; row shards convert to row slices of the whole. Shapes cover N padded to 8 (100),
- * N not a multiple of 16 (100, 8: no cpu form), K below, at and above 1024, and every group size.
+ * N not a multiple of 16 (100, 8, 40: no cpu form), K below, at and above 1024, rows of one group (K = g),
+ * and every group size.
  */
 class RepackRoundTripTest {
   private static final int[][] SHAPES = {{64, 256}, {208, 768}, {100, 512}, {16, 2304}, {8, 1024}};
 
   static Stream<Arguments> cases() {
-    return Stream.of(SHAPES).flatMap(s -> Stream.of(32, 64, 128, 256).map(g -> Arguments.of(s[0], s[1], g)));
+    return Stream.concat(
+        Stream.of(SHAPES).flatMap(s -> Stream.of(32, 64, 128, 256).map(g -> Arguments.of(s[0], s[1], g))),
+        // rows of one group (K = g): scale and zero [N, 1] in the cpu and plain forms, K padded to 1024 tile-packed
+        Stream.of(64, 40).flatMap(n -> Stream.of(32, 64, 128, 256).map(g -> Arguments.of(n, g, g))));
   }
 
   private static QuantizedTensor quantize(Recipe recipe, Tensor w, int groupSize) {

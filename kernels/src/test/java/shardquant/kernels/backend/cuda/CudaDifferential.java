@@ -103,6 +103,7 @@ public final class CudaDifferential {
     QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(rows, c, GlobalStats.NONE, want);
     QuantStats got = new QuantStats();
     QuantizedTensor q = b.quantize(rows, c, GlobalStats.NONE, got);
+    assertEquals(List.copyOf(ref.parts().keySet()), List.copyOf(q.parts().keySet()), c + " part names, in torchao's order");
     ref.parts().forEach((name, t) -> SimdDifferential.assertBytes(t, q.part(name), c + " part " + name));
     assertEquals(want, got, c + " stats");
   }

@@ -84,6 +84,18 @@ class CudaInt4RepackTest {
     }
   }
 
+  /** Rows of exactly one group (K = g): scale and zero [N, 1] in the cpu and plain forms, K padded to 1024 when tile-packed. */
+  @ParameterizedTest
+  @MethodSource("targets")
+  void oneGroupRowsConvert(Target t) {
+    CudaBackend cuda = t.backend();
+    for (int g : GROUPS) {
+      for (int n : new int[] {64, 40}) {
+        checkConversions(cuda, tilePacked(n, g, g, 17L * n + g));
+      }
+    }
+  }
+
   /** Every conversion among the forms {@code tile} takes, each against the reference's, and each form's values. */
   static void checkConversions(CudaBackend cuda, TinygemmInt4Tensor tile) {
     CudaInt4Repack repack = cuda.int4Repack();

@@ -75,6 +75,23 @@ class CudaInt4Test {
     }
   }
 
+  /** Rows of exactly one group (K = g): tile-packed pads K to 1024; int4-cpu keeps one group and one 32-column step. */
+  @ParameterizedTest
+  @MethodSource("targets")
+  void oneGroupRows(Target t) {
+    CudaBackend cuda = t.backend();
+    Random r = new Random(44);
+    for (int g : GROUPS) {
+      for (int rows : new int[] {1, 21}) {
+        check(cuda, SimdDifferential.random(DType.BF16, rows, g, r), new QuantConfig(Recipe.INT4_TILE_PACKED, g, 4), "random");
+      }
+      check(cuda, SimdDifferential.random(DType.BF16, 80, g, r), new QuantConfig(Recipe.INT4_CPU, g, 4), "random");
+      for (Recipe recipe : RECIPES) {
+        check(cuda, SimdDifferential.tinygemmEdgeMatrix(r, 48, g), new QuantConfig(recipe, g, 4), "edge matrix");
+      }
+    }
+  }
+
   @ParameterizedTest
   @MethodSource("targets")
   void edgeRows(Target t) {

@@ -57,8 +57,8 @@ class CudaIntxTest {
     for (QuantConfig c : configs()) {
       int g = c.groupSize();
       for (DType d : SimdDifferential.FLOATS) {
-        // one row; 9 rows (a full 8-row block and one more) of several groups
-        for (int[] s : new int[][] {{1, g}, {9, 3 * g}}) {
+        // one row and 9 rows (a full 8-row block and one more) of one group (K = g); 9 rows of several groups
+        for (int[] s : new int[][] {{1, g}, {9, g}, {9, 3 * g}}) {
           CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(d, s[0], s[1], r), c, d.torchName());
         }
       }
@@ -72,7 +72,9 @@ class CudaIntxTest {
     Random r = new Random(91);
     for (QuantConfig c : configs()) {
       for (DType d : SimdDifferential.FLOATS) {
-        CudaDifferential.assertSameAsReference(cuda, SimdDifferential.edgeRows(d, 2 * c.groupSize(), r), c, "edge rows");
+        for (int cols : new int[] {c.groupSize(), 2 * c.groupSize()}) {
+          CudaDifferential.assertSameAsReference(cuda, SimdDifferential.edgeRows(d, cols, r), c, "edge rows");
+        }
       }
     }
   }

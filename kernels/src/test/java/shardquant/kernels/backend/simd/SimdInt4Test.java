@@ -33,7 +33,7 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * {@link SimdInt4} gives the reference's bytes for every part and its verification sums, for both int4
  * layouts and every group size: awkward shapes (one row, N off a multiple of 8, K needing padding, long
- * rows), edge rows, the golden tinygemm cases and the golden model's weights; heap and direct buffers.
+ * rows, rows of one group), edge rows, the golden tinygemm cases and the golden model's weights; heap and direct buffers.
  */
 class SimdInt4Test {
   private static final SimdBackend SIMD = new SimdBackend();
@@ -77,6 +77,22 @@ class SimdInt4Test {
       int rows = recipe == Recipe.INT4_CPU ? 96 : 61;
       int cols = recipe == Recipe.INT4_CPU ? 1024 : 1000;
       assertSameAsReference(SimdDifferential.tinygemmEdgeMatrix(new Random(group), rows, cols), c);
+    }
+  }
+
+  /** Rows of exactly one group (K = g): tile-packed pads K to 1024, int4-cpu keeps one group per row. */
+  @ParameterizedTest(name = "group {0}")
+  @ValueSource(ints = {32, 64, 128, 256})
+  void oneGroupRows(int group) {
+    Random r = new Random(200 + group);
+    for (int rows : new int[] {1, 8, 21, 61}) {
+      assertSameAsReference(gaussian(r, rows, group), new QuantConfig(Recipe.INT4_TILE_PACKED, group, 4));
+    }
+    for (int rows : new int[] {16, 64, 80, 176}) {
+      assertSameAsReference(gaussian(r, rows, group), new QuantConfig(Recipe.INT4_CPU, group, 4));
+    }
+    for (Recipe recipe : RECIPES) {
+      assertSameAsReference(SimdDifferential.tinygemmEdgeMatrix(r, 96, group), new QuantConfig(recipe, group, 4));
     }
   }
 

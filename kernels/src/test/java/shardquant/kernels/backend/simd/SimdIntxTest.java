@@ -29,7 +29,8 @@ class SimdIntxTest {
     Random r = new Random(c.groupSize() * 31L + c.bits() + c.recipe().ordinal() * 1000L);
     int g = c.groupSize();
     for (DType d : SimdDifferential.FLOATS) {
-      for (int[] shape : new int[][] {{1, g}, {3, 3 * g}, {5, 2 * g + 256}}) {
+      // {1, g} and {37, g}: rows of one group (K = g)
+      for (int[] shape : new int[][] {{1, g}, {37, g}, {3, 3 * g}, {5, 2 * g + 256}}) {
         SimdDifferential.assertSameAsReference(SimdDifferential.random(d, shape[0], shape[1], r), c, "random");
       }
       for (int cols : new int[] {g, 4 * g}) {
