@@ -170,6 +170,11 @@ public final class CudaBackend implements Backend {
     return wantStats.equals(gotStats) ? null : "the verification sums of a " + w + " differ";
   }
 
+  /** The recipes {@link #selfCheck} moved to the CPU, with the reason; tests on the emulator expect none. */
+  public Map<Recipe, String> selfCheckFailures() {
+    return Map.copyOf(disabled);
+  }
+
   /** Recipes that run on the CPU on this backend: no kernel, or a failed {@link #selfCheck}. */
   public List<String> cpuOnly() {
     List<String> out = new ArrayList<>();
