@@ -27,7 +27,7 @@ import shardquant.kernels.quant.Recipe;
  * (local-mode executors share the JVM), and each recipe with a CUDA kernel is quantized with
  * {@code --backend cuda} in many small shards on concurrent tasks. Every recipe must pass the backend's
  * self-check; the output must equal the CPU backend's byte for byte, every tensor's report must name
- * cuda, and the kernels must have run.
+ * cuda, and every shard must have run on the device.
  */
 class CudaJobTest {
   private static EmulatedCudaDevice device;
@@ -60,6 +60,7 @@ class CudaJobTest {
     assumeTrue(cuda.nameFor(r).equals("cuda"), recipe + " has no CUDA kernel");
     Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
     long launches = device.launches();
+    long cpuAnswers = cuda.cpuAnswers();
     Run gpu = JobTestSupport.quantize(input, tmp.resolve("cuda"), "--recipe", recipe, "--backend", "cuda",
         "--shard-bytes", "65536");
     assertEquals(0, gpu.status(), gpu::toString);
@@ -67,6 +68,8 @@ class CudaJobTest {
     assertEquals(0, cpu.status(), cpu::toString);
     assertEquals(JobTestSupport.storedTensors(tmp.resolve("cpu")), JobTestSupport.storedTensors(tmp.resolve("cuda")), recipe);
     assertTrue(device.launches() > launches, "no kernel ran");
+    assertNull(cuda.failure(), "the emulated GPU failed during the job");
+    assertEquals(cpuAnswers, cuda.cpuAnswers(), "shards of the job went to the CPU");
     JsonNode report = new ObjectMapper().readTree(tmp.resolve("cuda").resolve(OutputDir.REPORT).toFile());
     List<String> backends = new ArrayList<>();
     report.findValues("backend").forEach(b -> backends.add(b.asText()));
