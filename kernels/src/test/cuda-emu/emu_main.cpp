@@ -17,13 +17,20 @@
 
 #include "sq_emu.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer finds out-of-bounds accesses, and its checks in the kernels' code, calls there
+// (CudaEmulator's build), are how the memory order below sees each of their loads and stores.
+#if !defined(__SANITIZE_ADDRESS__)
+#error "the emulator needs -fsanitize=address (see CudaEmulator)"
+#endif
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-#endif
+
+// __shared__ variables (sq_emu.h puts them in this section; weak: a build may have none).
+extern "C" __attribute__((weak)) unsigned char __start_sq_shared[], __stop_sq_shared[];
 
 namespace sq_emu {
 ThreadState* current;
+int trackedLane;
 
 namespace {
 struct Kernel {
@@ -78,7 +85,27 @@ struct Fiber {
   void* sp = nullptr;  // saved stack pointer while switched out
   std::unique_ptr<char[]> stack;
   State state = State::RUNNABLE;
+  bool commitAtRelease = false;  // waits at a barrier, not at a shuffle
+  std::vector<std::pair<uintptr_t, size_t>> stores;  // since its last commit: address, bytes
   void* fakeStack = nullptr;  // AddressSanitizer's fiber bookkeeping
+};
+
+// Memory order. On a GPU a lane's plain stores reach the other lanes at no defined time before a
+// __syncwarp, __syncthreads or fence: a shuffle synchronizes the lanes, not their memory. Here a store
+// to device memory (the launch's buffers, __shared__ and dynamic shared memory) stays pending, seen by
+// its own lane only, until a barrier releases the lane, it passes a fence, or the block ends (blocks run
+// one after another; a lane's return orders nothing for the lanes still running). Every load and store
+// of the kernels' code comes to access(): just before it, a byte with a pending store is made to hold
+// what the accessing lane must see, the pending byte for the storing lane, the committed one for the
+// others. Atomics go to memory directly (sq_emu.h).
+struct ByteShadow {
+  uint16_t lane;         // 1 + the thread whose store to the byte is pending; 0: none
+  uint8_t other;         // of the committed byte and the pending one, the one memory does not hold
+  uint8_t showsPending;  // memory holds the pending one
+};
+struct DeviceRange {
+  uintptr_t begin, end;
+  ByteShadow* shadow;
 };
 
 // One launch: the fibers of a block, the scheduler's context, the warp exchange slots.
@@ -89,6 +116,10 @@ struct Run {
   std::vector<long> tags;       // like slots: the depositing lane's shuffle count
   std::vector<long> shuffles;   // [thread]: shuffles so far in this block; the set is its parity
   std::vector<unsigned char> dynamicShared;
+  std::vector<DeviceRange> device;  // the buffers, dynamic and static shared memory
+  std::vector<std::unique_ptr<ByteShadow[]>> shadows;
+  const DeviceRange* ranges = nullptr;  // device's, for access(), which calls nothing to find them
+  size_t rangeCount = 0;
   void* schedulerSp = nullptr;
   void (*invoke)(const std::vector<uint64_t>&) = nullptr;
   const std::vector<uint64_t>* args = nullptr;
@@ -98,14 +129,98 @@ struct Run {
   size_t schedulerStackSize = 0;
 };
 Run* run;
+size_t asanScale, asanOffset;  // AddressSanitizer's shadow mapping
+uintptr_t trackedStack;         // the stack of the thread trackedLane names
 
-#if defined(__SANITIZE_ADDRESS__)
+__attribute__((no_sanitize_address)) const DeviceRange* deviceRange(uintptr_t p) {
+  for (size_t i = 0; i < run->rangeCount; i++) {
+    if (p >= run->ranges[i].begin && p < run->ranges[i].end) {
+      return &run->ranges[i];
+    }
+  }
+  return nullptr;
+}
+
+// std::swap, which is instrumented: access() must call nothing that is.
+__attribute__((no_sanitize_address)) void exchange(unsigned char& a, unsigned char& b) {
+  unsigned char t = a;
+  a = b;
+  b = t;
+}
+
+__attribute__((no_sanitize_address)) bool poisoned(uintptr_t p) {
+  return *reinterpret_cast<const signed char*>((p >> asanScale) + asanOffset) != 0;
+}
+
+// AddressSanitizer's check of the access, then the memory order's bookkeeping. Not instrumented itself,
+// and with trackedLane 0 while it calls anything that is (library code may be a kernel file's copy), so
+// it does not come here again.
+__attribute__((no_sanitize_address)) void access(uintptr_t p, size_t n, bool write, void* pc, void* bp) {
+  if (n == 0) {
+    return;
+  }
+  // Up to 8 bytes span at most two shadow granules: both unpoisoned, the access is in bounds.
+  bool mayBePoisoned = n > 8 || poisoned(p) || poisoned(p + n - 1);
+  if (mayBePoisoned && __asan_region_is_poisoned(reinterpret_cast<void*>(p), n) != nullptr) {
+    int sp;
+    __asan_report_error(pc, bp, &sp, reinterpret_cast<void*>(p), write, n);
+  }
+  const int lane = trackedLane;
+  const DeviceRange* r = lane == 0 || p - trackedStack < STACK_BYTES ? nullptr : deviceRange(p);
+  if (r == nullptr) {
+    return;
+  }
+  unsigned char* m = reinterpret_cast<unsigned char*>(p);
+  ByteShadow* s = r->shadow + (p - r->begin);
+  bool noted = false;
+  for (size_t i = 0; i < n && p + i < r->end; i++) {
+    if (s[i].lane == 0) {
+      if (write) {
+        s[i] = ByteShadow{static_cast<uint16_t>(lane), m[i], 1};
+        noted = true;
+      }
+    } else if (s[i].lane == lane || write) {
+      if (s[i].lane != lane) {
+        // Two lanes store to this byte unordered: the other's store lands first, then this one's.
+        s[i] = ByteShadow{static_cast<uint16_t>(lane), s[i].showsPending ? m[i] : s[i].other, 1};
+        noted = true;
+      } else if (!s[i].showsPending) {
+        exchange(m[i], s[i].other);
+        s[i].showsPending = 1;
+      }
+    } else if (s[i].showsPending) {
+      exchange(m[i], s[i].other);
+      s[i].showsPending = 0;
+    }
+  }
+  if (noted) {
+    trackedLane = 0;
+    run->fibers[lane - 1].stores.emplace_back(p, n);
+    trackedLane = lane;
+  }
+}
+
+// f's pending stores reach memory for good; trackedLane is 0.
+__attribute__((no_sanitize_address)) void commit(Fiber& f) {
+  const int lane = f.ts.linear + 1;
+  for (const auto& [p, n] : f.stores) {
+    const DeviceRange* r = deviceRange(p);
+    unsigned char* m = reinterpret_cast<unsigned char*>(p);
+    ByteShadow* s = r->shadow + (p - r->begin);
+    for (size_t i = 0; i < n && p + i < r->end; i++) {
+      if (s[i].lane == lane) {
+        if (!s[i].showsPending) {
+          m[i] = s[i].other;
+        }
+        s[i] = ByteShadow{};
+      }
+    }
+  }
+  f.stores.clear();
+}
+
 #define SQ_ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
 #define SQ_ASAN_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
-#else
-#define SQ_ASAN_START(save, bottom, size)
-#define SQ_ASAN_FINISH(save, bottom, size)
-#endif
 
 // Fiber side: give control back to the scheduler.
 void yieldToScheduler() {
@@ -132,13 +247,25 @@ void resume(Fiber* f) {
   current = &f->ts;
   void* save = nullptr;
   SQ_ASAN_START(&save, f->stack.get(), STACK_BYTES);
+  trackedLane = f->ts.linear + 1;
+  trackedStack = reinterpret_cast<uintptr_t>(f->stack.get());
   sq_emu_switch(&run->schedulerSp, f->sp);
+  trackedLane = 0;
   SQ_ASAN_FINISH(save, &run->schedulerStackBottom, &run->schedulerStackSize);
 }
 
-void wait(State at) {
+// Until the scheduler releases this thread; a barrier (commits) then commits its stores.
+void wait(State at, bool commits) {
   run->running->state = at;
+  run->running->commitAtRelease = commits;
   yieldToScheduler();
+}
+
+void releaseFrom(Fiber& f) {
+  f.state = State::RUNNABLE;
+  if (f.commitAtRelease) {
+    commit(f);
+  }
 }
 
 // Releases the block barrier when every live thread waits at it, and each warp barrier when every live
@@ -158,9 +285,7 @@ bool release() {
   }
   if (atBlock == run->threads) {
     for (Fiber& f : run->fibers) {
-      if (f.state == State::AT_BLOCK) {
-        f.state = State::RUNNABLE;
-      }
+      releaseFrom(f);
     }
     return true;
   }
@@ -176,7 +301,7 @@ bool release() {
     if (anyAt && ready) {
       for (int t = w * 32; t < end; t++) {
         if (run->fibers[t].state == State::AT_WARP) {
-          run->fibers[t].state = State::RUNNABLE;
+          releaseFrom(run->fibers[t]);
         }
       }
       any = true;
@@ -193,10 +318,8 @@ void runBlock(uint3 blockIndex) {
     f.state = State::RUNNABLE;
     // A fresh stack that "returns" into fiberMain: six zeroed callee-saved registers, then the return
     // address at top - 16, so fiberMain starts with the stack aligned as after a call.
-#if defined(__SANITIZE_ADDRESS__)
     // The previous block left this stack's frames (and their redzones) behind without returning.
     __asan_unpoison_memory_region(f.stack.get(), STACK_BYTES);
-#endif
     uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack.get()) + STACK_BYTES) & ~uintptr_t{15};
     void** slot = reinterpret_cast<void**>(top - 16);
     slot[0] = reinterpret_cast<void*>(&fiberMain);
@@ -235,6 +358,9 @@ void runBlock(uint3 blockIndex) {
       atBlock += f.state == State::AT_BLOCK;
     }
     if (done == run->threads) {
+      for (Fiber& f : run->fibers) {
+        commit(f);
+      }
       return;
     }
     fail("deadlock in block (" + std::to_string(blockIndex.x) + "," + std::to_string(blockIndex.y) + "): " +
@@ -250,8 +376,13 @@ void registerKernel(const char* name, const std::string& signature, void (*invok
   kernels()[name] = Kernel{signature, invoke};
 }
 
-void syncthreads() { wait(State::AT_BLOCK); }
-void syncwarp() { wait(State::AT_WARP); }
+void syncthreads() { wait(State::AT_BLOCK, true); }
+void syncwarp() { wait(State::AT_WARP, true); }
+void fence() {
+  trackedLane = 0;
+  commit(*run->running);
+  trackedLane = run->running->ts.linear + 1;
+}
 unsigned char* dynamicShared() { return run->dynamicShared.data(); }
 
 uint64_t exchange(uint64_t mine, int src) {
@@ -266,7 +397,7 @@ uint64_t exchange(uint64_t mine, int src) {
   // has passed the next shuffle's barrier, and so has read this one.
   run->slots[set + warp * 32 + lane] = mine;
   run->tags[set + warp * 32 + lane] = count;
-  wait(State::AT_WARP);
+  wait(State::AT_WARP, false);
   if (run->tags[set + warp * 32 + src] != count) {
     fail("shuffle from lane " + std::to_string(src) + ", which exited or is not at the same shuffle, in block (" +
          std::to_string(current->bIdx.x) + "," + std::to_string(current->bIdx.y) + ")");
@@ -274,6 +405,30 @@ uint64_t exchange(uint64_t mine, int src) {
   return run->slots[set + warp * 32 + src];
 }
 }  // namespace sq_emu
+
+// AddressSanitizer's checks in the kernels' code (calls: CudaEmulator's build) land here, not in its runtime.
+extern "C" {
+#define SQ_EMU_ACCESS(kind, n, write)                                                  \
+  __attribute__((no_sanitize_address)) void __asan_##kind##n(uintptr_t p) {             \
+    sq_emu::access(p, n, write, __builtin_return_address(0), __builtin_frame_address(0)); \
+  }
+SQ_EMU_ACCESS(load, 1, false)
+SQ_EMU_ACCESS(load, 2, false)
+SQ_EMU_ACCESS(load, 4, false)
+SQ_EMU_ACCESS(load, 8, false)
+SQ_EMU_ACCESS(load, 16, false)
+SQ_EMU_ACCESS(store, 1, true)
+SQ_EMU_ACCESS(store, 2, true)
+SQ_EMU_ACCESS(store, 4, true)
+SQ_EMU_ACCESS(store, 8, true)
+SQ_EMU_ACCESS(store, 16, true)
+__attribute__((no_sanitize_address)) void __asan_loadN(uintptr_t p, size_t n) {
+  sq_emu::access(p, n, false, __builtin_return_address(0), __builtin_frame_address(0));
+}
+__attribute__((no_sanitize_address)) void __asan_storeN(uintptr_t p, size_t n) {
+  sq_emu::access(p, n, true, __builtin_return_address(0), __builtin_frame_address(0));
+}
+}
 
 namespace {
 using sq_emu::fail;
@@ -371,6 +526,18 @@ void serve() {
   r.tags.assign(r.slots.size(), -1);
   r.shuffles.assign(static_cast<size_t>(threads), 0);
   r.dynamicShared.assign(shared == 0 ? 1 : shared, 0xCD);  // not zero: kernels must not count on it
+  auto device = [&r](void* begin, size_t size) {
+    r.shadows.emplace_back(new sq_emu::ByteShadow[size]());
+    uintptr_t b = reinterpret_cast<uintptr_t>(begin);
+    r.device.push_back(sq_emu::DeviceRange{b, b + size, r.shadows.back().get()});
+  };
+  for (uint32_t i = 0; i < nBuffers; i++) {
+    device(buffers[i].get(), sizes[i]);
+  }
+  device(r.dynamicShared.data(), r.dynamicShared.size());
+  device(__start_sq_shared, static_cast<size_t>(__stop_sq_shared - __start_sq_shared));
+  r.ranges = r.device.data();
+  r.rangeCount = r.device.size();
   r.invoke = found->second.invoke;
   r.args = &args;
   for (int t = 0; t < threads; t++) {
@@ -402,6 +569,7 @@ void serve() {
 }  // namespace
 
 int main() {
+  __asan_get_shadow_mapping(&sq_emu::asanScale, &sq_emu::asanOffset);
   for (;;) {
     serve();
   }

@@ -42,7 +42,36 @@ extern "C" __global__ void emu_shuffle_exited(int* out) {
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
 }
 
+// Memory order in one warp of 32: each lane stores to shared and global memory; then `ordering` (0
+// none, 1 __syncwarp, 2 __syncthreads, 3 __threadfence, 4 __threadfence_block), a shuffle, and reads of
+// the next lane's stores. out[0..32): -1, then the stores; out[32 + t]: lane t's read of its own
+// stores; out[64 + t], out[96 + t]: its reads of lane t + 1's shared and global store (-1 where that
+// store has not reached lane t).
+extern "C" __global__ void emu_memory_order(int* out, int ordering) {
+  __shared__ int cell[32];
+  int t = threadIdx.x;
+  cell[t] = -1;
+  out[t] = -1;
+  __syncthreads();
+  cell[t] = t + 1;
+  out[t] = t + 101;
+  out[32 + t] = cell[t] * 1000 + out[t];
+  if (ordering == 1) {
+    __syncwarp();
+  } else if (ordering == 2) {
+    __syncthreads();
+  } else if (ordering == 3) {
+    __threadfence();
+  } else if (ordering == 4) {
+    __threadfence_block();
+  }
+  int next = __shfl_sync(0xffffffffu, t, (t + 1) & 31);
+  out[64 + t] = cell[next];
+  out[96 + t] = out[next];
+}
+
 SQ_EMU_REGISTER(emu_reduce)
 SQ_EMU_REGISTER(emu_overrun)
 SQ_EMU_REGISTER(emu_divergent_barrier)
 SQ_EMU_REGISTER(emu_shuffle_exited)
+SQ_EMU_REGISTER(emu_memory_order)

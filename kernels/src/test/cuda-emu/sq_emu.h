@@ -1,15 +1,18 @@
 // A host emulator of the CUDA execution model, enough to run shardquant's kernels (src/main/cuda) on a
 // machine without a GPU: each launch runs every block in turn, each CUDA thread of the block a fiber
-// (ucontext) on one OS thread, switched at __syncthreads and at every warp shuffle, so barriers and
-// shuffles really synchronize (a barrier some threads never reach is reported as a deadlock), and
-// static storage stands in for __shared__.
+// on one OS thread, switched at __syncthreads and at every warp shuffle, so barriers and shuffles really
+// synchronize (a barrier some threads never reach is reported as a deadlock), and static storage stands
+// in for __shared__. A lane's stores to shared and global memory stay pending, unseen by the other
+// lanes, until a __syncwarp, __syncthreads, fence or the block's end (emu_main.cpp, "Memory order").
 // Built with g++ -fsanitize=address, so an out-of-bounds access fails the test instead of corrupting
 // memory silently as it would on a GPU. See README.md here.
 //
-// Supported: threadIdx/blockIdx/blockDim/gridDim, __syncthreads, __syncwarp, __shfl_sync,
-// __shfl_xor_sync, __shfl_down_sync (full warps only: a shuffle reading an exited lane aborts),
-// atomicAdd/atomicMax/atomicOr on int and unsigned, the __f*_rn/__d*_rn ops, __float_as_uint and back.
-// Not supported (and not used): float atomics, cooperative groups, textures, partial-mask shuffles.
+// Supported: threadIdx/blockIdx/blockDim/gridDim, __syncthreads, __syncwarp, __threadfence,
+// __threadfence_block, __shfl_sync, __shfl_xor_sync, __shfl_down_sync (full warps only: a shuffle
+// reading an exited lane aborts), atomicAdd/atomicMax/atomicOr on int and unsigned, the __f*_rn/__d*_rn
+// ops, __float_as_uint and back.
+// Not supported (and not used): float atomics, cooperative groups, textures, partial-mask shuffles,
+// memcpy/memset on device memory (they would bypass the memory order).
 #pragma once
 
 #include <atomic>
@@ -26,7 +29,9 @@
 #define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
-#define __shared__ static
+// The section tells the memory order which addresses are shared memory (-fsanitize-sections keeps
+// AddressSanitizer's redzones around them).
+#define __shared__ static __attribute__((section("sq_shared")))
 #define __launch_bounds__(...)
 #define SQ_DEVICE static inline
 
@@ -55,9 +60,22 @@ struct ThreadState {
 extern ThreadState* current;  // the running fiber's
 void syncthreads();
 void syncwarp();
+void fence();
 // Puts this lane's 8 bytes in the warp's exchange, then returns lane src's.
 uint64_t exchange(uint64_t mine, int src);
 unsigned char* dynamicShared();
+
+// 1 + the running thread's index in its block while its loads and stores follow the emulated memory
+// order (emu_main.cpp), else 0.
+extern int trackedLane;
+// An atomic acts on memory itself, not on what the memory order shows the lane, as on a GPU.
+struct Untracked {
+  int saved = trackedLane;
+  Untracked() { trackedLane = 0; }
+  ~Untracked() { trackedLane = saved; }
+  Untracked(const Untracked&) = delete;
+  Untracked& operator=(const Untracked&) = delete;
+};
 
 void registerKernel(const char* name, const std::string& signature, void (*invoke)(const std::vector<uint64_t>& args));
 
@@ -129,7 +147,8 @@ struct Registrar {
 
 inline void __syncthreads() { sq_emu::syncthreads(); }
 inline void __syncwarp(unsigned int = 0xffffffffu) { sq_emu::syncwarp(); }
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence() { sq_emu::fence(); }
+inline void __threadfence_block() { sq_emu::fence(); }
 
 template <class T>
 inline T sq_emu_shfl(T v, int src) {
@@ -167,14 +186,17 @@ inline T __shfl_down_sync(unsigned int, T v, unsigned int delta, int width = 32)
 
 template <class T>
 inline T atomicAdd(T* p, T v) {
+  sq_emu::Untracked direct;
   return std::atomic_ref<T>(*p).fetch_add(v);
 }
 template <class T>
 inline T atomicOr(T* p, T v) {
+  sq_emu::Untracked direct;
   return std::atomic_ref<T>(*p).fetch_or(v);
 }
 template <class T>
 inline T atomicMax(T* p, T v) {
+  sq_emu::Untracked direct;
   std::atomic_ref<T> a(*p);
   T old = a.load();
   while (old < v && !a.compare_exchange_weak(old, v)) {

@@ -1,6 +1,7 @@
 package shardquant.job;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -24,8 +25,9 @@ import shardquant.kernels.quant.Recipe;
 /**
  * Whole jobs on the CUDA backend, without a GPU: the CUDA emulator is installed as this JVM's device 0
  * (local-mode executors share the JVM), and each recipe with a CUDA kernel is quantized with
- * {@code --backend cuda} in many small shards on concurrent tasks. The output must equal the CPU
- * backend's byte for byte, every tensor's report must name cuda, and the kernels must have run.
+ * {@code --backend cuda} in many small shards on concurrent tasks. Every recipe must pass the backend's
+ * self-check; the output must equal the CPU backend's byte for byte, every tensor's report must name
+ * cuda, and every shard must have run on the device.
  */
 class CudaJobTest {
   private static EmulatedCudaDevice device;
@@ -51,9 +53,14 @@ class CudaJobTest {
   @MethodSource("recipes")
   void cudaWritesTheCpuBytes(String recipe, @TempDir Path tmp) throws Exception {
     Recipe r = Recipe.fromCliName(recipe);
+    // The self-check moves a recipe to the CPU exactly when its kernel is wrong: a failure, not a skip.
+    String selfCheck = cuda.selfCheckFailures().get(r);
+    assertNull(selfCheck, () -> recipe + " failed the CUDA backend's self-check and would run on the CPU: " + selfCheck);
+    assertNull(cuda.failure(), "the emulated GPU failed");
     assumeTrue(cuda.nameFor(r).equals("cuda"), recipe + " has no CUDA kernel");
     Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
     long launches = device.launches();
+    long cpuAnswers = cuda.cpuAnswers();
     Run gpu = JobTestSupport.quantize(input, tmp.resolve("cuda"), "--recipe", recipe, "--backend", "cuda",
         "--shard-bytes", "65536");
     assertEquals(0, gpu.status(), gpu::toString);
@@ -61,6 +68,8 @@ class CudaJobTest {
     assertEquals(0, cpu.status(), cpu::toString);
     assertEquals(JobTestSupport.storedTensors(tmp.resolve("cpu")), JobTestSupport.storedTensors(tmp.resolve("cuda")), recipe);
     assertTrue(device.launches() > launches, "no kernel ran");
+    assertNull(cuda.failure(), "the emulated GPU failed during the job");
+    assertEquals(cpuAnswers, cuda.cpuAnswers(), "shards of the job went to the CPU");
     JsonNode report = new ObjectMapper().readTree(tmp.resolve("cuda").resolve(OutputDir.REPORT).toFile());
     List<String> backends = new ArrayList<>();
     report.findValues("backend").forEach(b -> backends.add(b.asText()));

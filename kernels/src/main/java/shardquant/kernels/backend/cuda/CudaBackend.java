@@ -8,6 +8,7 @@ import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
+import java.util.concurrent.atomic.LongAdder;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.dtype.DType;
@@ -43,6 +44,7 @@ public final class CudaBackend implements Backend {
   private final Map<Recipe, CudaRecipe> recipes = new EnumMap<>(Recipe.class);
   private final Map<Recipe, String> disabled = new EnumMap<>(Recipe.class);
   private volatile String failure;
+  private final LongAdder cpuAnswers = new LongAdder();
   private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
 
   CudaBackend(CudaDevice device, int tasksPerGpu) {
@@ -168,6 +170,11 @@ public final class CudaBackend implements Backend {
     return wantStats.equals(gotStats) ? null : "the verification sums of a " + w + " differ";
   }
 
+  /** The recipes {@link #selfCheck} moved to the CPU, with the reason; tests on the emulator expect none. */
+  public Map<Recipe, String> selfCheckFailures() {
+    return Map.copyOf(disabled);
+  }
+
   /** Recipes that run on the CPU on this backend: no kernel, or a failed {@link #selfCheck}. */
   public List<String> cpuOnly() {
     List<String> out = new ArrayList<>();
@@ -230,6 +237,7 @@ public final class CudaBackend implements Backend {
         fail(e);
       }
     }
+    cpuAnswers.increment();
     return Backends.cpu().quantize(rows, c, global, stats);
   }
 
@@ -259,6 +267,7 @@ public final class CudaBackend implements Backend {
         fail(e);
       }
     }
+    cpuAnswers.increment();
     return Backends.cpu().nf4BlockAbsmax(rows);
   }
 
@@ -289,6 +298,15 @@ public final class CudaBackend implements Backend {
   /** Why this backend stopped using its GPU, or null while it uses it. */
   public String failure() {
     return failure;
+  }
+
+  /**
+   * Calls of {@link #quantize} and {@link #nf4BlockAbsmax} answered by the CPU backend so far: the recipe
+   * has no kernel here, the kernels do not take the shard (dtype, rank, NaN or infinity), or the GPU
+   * failed ({@link #failure}), also midway through a shard. Tests check a shard ran on the GPU throughout.
+   */
+  public long cpuAnswers() {
+    return cpuAnswers.sum();
   }
 
   @Override

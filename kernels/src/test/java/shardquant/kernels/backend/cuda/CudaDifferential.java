@@ -1,8 +1,8 @@
 package shardquant.kernels.backend.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.util.List;
@@ -86,10 +86,10 @@ public final class CudaDifferential {
     QuantStats want = new QuantStats();
     QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(rows, c, GlobalStats.NONE, want);
     String where = c + " " + rows + " " + what + " on " + cuda;
-    long before = launches(cuda);
+    long before = cuda.cpuAnswers();
     QuantStats got = new QuantStats();
     QuantizedTensor q = cuda.quantize(rows, c, GlobalStats.NONE, got);
-    assertTrue(launches(cuda) > before || before < 0, where + ": no kernel ran (the shard went to the CPU)");
+    assertRanOnDevice(cuda, before, rows, want, where);
     assertEquals(ref.parts().keySet(), q.parts().keySet(), where);
     ref.parts().forEach((name, t) -> SimdDifferential.assertBytes(t, q.part(name), where + " part " + name));
     assertEquals(want, got, where + " stats");
@@ -118,6 +118,29 @@ public final class CudaDifferential {
     assertEquals(want.getMessage(), got.getMessage());
     assertEquals(new QuantStats(), stats);
     assertNoLeaks(cuda);
+  }
+
+  /**
+   * Everything {@code cuda} answered since it had given {@code cpuAnswersBefore} answers from the CPU ran
+   * on its device from start to end: no device failure, no answer from the CPU.
+   */
+  static void assertRanOnDevice(CudaBackend cuda, long cpuAnswersBefore, String where) {
+    assertNull(cuda.failure(), where + ": the device failed, the CPU answered");
+    assertEquals(cpuAnswersBefore, cuda.cpuAnswers(), where + ": the CPU answered (the kernels did not take the shard or flagged it)");
+  }
+
+  /**
+   * {@link #assertRanOnDevice(CudaBackend, long, String)} for quantizing {@code rows}, whose reference
+   * stats are {@code want}; but of a shard the backend may hand to the CPU by design, an empty one or one
+   * whose sums meet a non-finite value (int8 and intx send those to the CPU), only that the device did
+   * not fail.
+   */
+  static void assertRanOnDevice(CudaBackend cuda, long cpuAnswersBefore, Tensor rows, QuantStats want, String where) {
+    if (rows.rows() == 0 || want.nonFinite() > 0) {
+      assertNull(cuda.failure(), where + ": the device failed");
+    } else {
+      assertRanOnDevice(cuda, cpuAnswersBefore, where);
+    }
   }
 
   /** Kernel launches on the emulated device so far, or -1 on a GPU (not counted there). */

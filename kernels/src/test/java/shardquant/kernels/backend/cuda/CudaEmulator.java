@@ -44,18 +44,23 @@ final class CudaEmulator {
       all.addAll(list(EMU_SOURCES, ".cpp"));
       if (!upToDate(all)) {
         Files.createDirectories(BINARY.getParent());
-        List<String> cmd = new ArrayList<>(List.of("g++", "-std=c++20", "-O1", "-g", "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-ffp-contract=off", "-pthread",
-            "-I" + EMU_SOURCES, "-I" + CUDA_SOURCES, "-x", "c++"));
+        // AddressSanitizer's redzones also around __shared__ variables, which live in section sq_shared.
+        List<String> common = List.of("g++", "-std=c++20", "-O1", "-g", "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all", "-fsanitize-sections=sq_shared", "-fno-omit-frame-pointer",
+            "-ffp-contract=off", "-pthread", "-I" + EMU_SOURCES, "-I" + CUDA_SOURCES);
+        // The emulator itself with AddressSanitizer's checks inline: its accesses are no kernel's.
+        Path main = BINARY.resolveSibling("emu_main.o");
+        List<String> compileMain = new ArrayList<>(common);
+        compileMain.addAll(List.of("-c", EMU_SOURCES.resolve("emu_main.cpp").toString(), "-o", main.toString()));
+        gxx(compileMain);
+        // The kernels with the checks as calls, which the emulator's memory order takes (emu_main.cpp,
+        // "Memory order").
+        List<String> cmd = new ArrayList<>(common);
+        cmd.addAll(List.of("--param", "asan-instrumentation-with-call-threshold=0", "-x", "c++"));
         cu.forEach(p -> cmd.add(p.toString()));
         list(EMU_SOURCES, ".cu").forEach(p -> cmd.add(p.toString())); // the emulator's own test kernels
-        cmd.addAll(List.of("-x", "none", EMU_SOURCES.resolve("emu_main.cpp").toString(), "-o", BINARY + ".tmp"));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (!p.waitFor(10, TimeUnit.MINUTES) || p.exitValue() != 0) {
-          problem = "the CUDA emulator did not build (" + String.join(" ", cmd) + "):\n" + out;
-          throw new AssertionError(problem);
-        }
+        cmd.addAll(List.of("-x", "none", main.toString(), "-o", BINARY + ".tmp"));
+        gxx(cmd);
         Files.move(Path.of(BINARY + ".tmp"), BINARY, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
       }
       built = true;
@@ -66,6 +71,15 @@ final class CudaEmulator {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
+    }
+  }
+
+  private static void gxx(List<String> cmd) throws IOException, InterruptedException {
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (!p.waitFor(10, TimeUnit.MINUTES) || p.exitValue() != 0) {
+      problem = "the CUDA emulator did not build (" + String.join(" ", cmd) + "):\n" + out;
+      throw new AssertionError(problem);
     }
   }
 

@@ -10,7 +10,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The emulator the CUDA tests rely on (src/test/cuda-emu, kernels in emu_selftest.cu): barriers and
- * warp shuffles compute what a GPU computes, and what would corrupt memory or hang on a GPU (a write
+ * warp shuffles compute what a GPU computes, a lane's stores reach the other lanes no sooner than on a
+ * GPU (at a barrier or fence, not at a shuffle), and what would corrupt memory or hang on a GPU (a write
  * past a buffer, a barrier some threads skip, a shuffle from an exited lane, a launch whose arguments
  * do not match the kernel) fails with a message saying so.
  */
@@ -51,6 +52,22 @@ class CudaEmulatorTest {
           warpSum += warp * 32 + l + 1;
         }
         assertEquals(warpSum * 100000 + total, got[b * block + t], "block " + b + " thread " + t);
+      }
+    }
+  }
+
+  @Test
+  void aLanesStoresReachTheOtherLanesAtABarrierOrFenceNotAtAShuffle() {
+    String[] orderings = {"a shuffle", "__syncwarp", "__syncthreads", "__threadfence", "__threadfence_block"};
+    for (int o = 0; o < orderings.length; o++) {
+      int[] got = run("emu_memory_order", 1, 32, 128, o);
+      for (int t = 0; t < 32; t++) {
+        int next = (t + 1) % 32;
+        String where = "after " + orderings[o] + ", lane " + t;
+        assertEquals((t + 1) * 1000 + t + 101, got[32 + t], where + " reads its own stores");
+        assertEquals(o == 0 ? -1 : next + 1, got[64 + t], where + " reads lane " + next + "'s shared store");
+        assertEquals(o == 0 ? -1 : next + 101, got[96 + t], where + " reads lane " + next + "'s global store");
+        assertEquals(t + 101, got[t], "every store is in memory when the kernel ends");
       }
     }
   }

@@ -50,9 +50,9 @@ class CudaNf4Test {
   /** The first pass on the device gives the reference's absmax values. */
   private static void assertSameAbsmax(CudaBackend cuda, Tensor w, String what) {
     float[] want = Nf4Ref.blockAbsmax(w);
-    long before = CudaDifferential.launches(cuda);
+    long before = cuda.cpuAnswers();
     float[] got = cuda.nf4BlockAbsmax(w);
-    assertTrue(CudaDifferential.launches(cuda) > before || before < 0, what + ": no absmax kernel ran");
+    CudaDifferential.assertRanOnDevice(cuda, before, what + " block absmax");
     assertArrayEquals(want, got, what + " block absmax on " + cuda);
     CudaDifferential.assertNoLeaks(cuda);
   }
@@ -64,10 +64,10 @@ class CudaNf4Test {
     String where = w + " " + what + " mean " + mean + " on " + cuda;
     QuantStats want = new QuantStats();
     QuantizedTensor ref = ReferenceBackend.INSTANCE.quantize(w, NF4, global, want);
-    long before = CudaDifferential.launches(cuda);
+    long before = cuda.cpuAnswers();
     QuantStats got = new QuantStats();
     QuantizedTensor q = cuda.quantize(w, NF4, global, got);
-    assertTrue(CudaDifferential.launches(cuda) > before || before < 0, where + ": no kernel ran");
+    CudaDifferential.assertRanOnDevice(cuda, before, w, want, where);
     assertEquals(List.copyOf(ref.parts().keySet()), List.copyOf(q.parts().keySet()), where);
     ref.parts().forEach((name, t) -> SimdDifferential.assertBytes(t, q.part(name), where + " part " + name));
     assertEquals(want, got, where + " stats");

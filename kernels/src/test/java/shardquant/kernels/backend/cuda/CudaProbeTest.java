@@ -10,11 +10,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
+import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
 
 /**
  * The probe's answer fits the machine, never skipped: without the NVIDIA driver (CI) it says CUDA is
- * unavailable and why, and {@code cuda} is refused with that reason; with it (a GPU machine) it finds a device.
+ * unavailable and why, {@code cuda} is refused with that reason and {@code auto} runs on the CPU; with it
+ * (a GPU machine) it finds a device, and {@code auto} runs on it.
  */
 class CudaProbeTest {
   private static final boolean DRIVER = Files.exists(Path.of("/proc/driver/nvidia/version"));
@@ -45,7 +47,14 @@ class CudaProbeTest {
   }
 
   @Test
-  void autoStaysOnTheCpu() {
-    assertSame(Backends.cpu(), Backends.forName("auto"));
+  void autoRunsOnCudaWhereTheProbeFindsAGpuElseOnTheCpuForTheProbesReason() {
+    Backend auto = Backends.forName("auto");
+    if (CudaProbe.available()) {
+      assertSame(CudaBackend.instance(), auto, "the probe found " + CudaProbe.answer() + ", yet auto runs on " + auto.name());
+      return;
+    }
+    assertSame(Backends.cpu(), auto, "CUDA is unavailable here (" + CudaProbe.problem() + "), yet auto runs on " + auto.name());
+    String why = CudaProbe.problem();
+    assertTrue(why.contains("libcuda") || why.contains("driver"), "auto's reason for the CPU: " + why);
   }
 }
