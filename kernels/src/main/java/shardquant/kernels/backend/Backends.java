@@ -1,18 +1,25 @@
 package shardquant.kernels.backend;
 
 import java.lang.reflect.InvocationTargetException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.CudaProbe;
 import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.quant.Recipe;
 
 /**
  * Chooses the CPU backend once, lazily, in the manner of Lucene's VectorizationProvider: the SIMD
- * kernels only where the {@code jdk.incubator.vector} module is present and preferred vectors are at
- * least {@value #MIN_VECTOR_BITS} bits; otherwise the reference runs and one log line says why.
- * Nothing else in the project references the incubator module, so it is optional at run time.
- * {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU, and logs once
- * which and why in one short line ({@code backend: cpu-simd (no CUDA driver: libcuda.so.1 not found)});
- * the long details are logged at DEBUG (FINE).
+ * kernels only where the {@code jdk.incubator.vector} module is present, preferred vectors are at
+ * least {@value #MIN_VECTOR_BITS} bits and, recipe by recipe, the kernels pass a {@link SelfCheck}
+ * against the reference on this JVM (the module's presence proves nothing: its API changes between Java
+ * versions, and a JIT can miscompile); otherwise the reference runs and one log line names the Java
+ * version and says why. Nothing else in the project references the incubator module, so it is optional
+ * at run time. {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU,
+ * and logs once which, on which Java, and why in one short line ({@code backend: cpu-simd on Java
+ * 17.0.15 (no CUDA driver: libcuda.so.1 not found)}); the long details are logged at DEBUG (FINE).
  */
 public final class Backends {
   public static final int MIN_VECTOR_BITS = 256;
@@ -29,7 +36,10 @@ public final class Backends {
     return ReferenceBackend.INSTANCE;
   }
 
-  /** The CPU SIMD backend where it can run here, else the reference (see {@link #simdProblem()}). */
+  /**
+   * The CPU SIMD backend where it can run here, else the reference (see {@link #simdProblem()}); the
+   * first call runs the self-check (about a second).
+   */
   public static Backend cpu() {
     Backend b = cpu;
     if (b == null) {
@@ -41,6 +51,18 @@ public final class Backends {
       }
     }
     return b;
+  }
+
+  /**
+   * Makes {@code candidate}, after the same self-check against the reference as the SIMD kernels get,
+   * this JVM's CPU backend, and returns what {@link #cpu()} now gives; null forgets the choice, so the
+   * next {@link #cpu()} chooses again. For tests that break the fast path on purpose (spark-job's
+   * BrokenSimdJobTest: the job must still write the reference's bytes) and for embedding.
+   */
+  public static synchronized Backend installCpu(Backend candidate) {
+    simdProblem = null;
+    cpu = candidate == null ? null : checked(candidate);
+    return cpu;
   }
 
   /** Why the SIMD kernels do not run here, or null when they do. */
@@ -94,7 +116,7 @@ public final class Backends {
     if (problem == null) {
       try {
         CudaBackend cuda = CudaBackend.instance(cudaOrdinal);
-        logAuto("backend: cuda (" + cuda.device().description() + ")"
+        logAuto("backend: cuda on " + SelfCheck.runtime() + " (" + cuda.device().description() + ")"
             + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU: " + String.join(", ", cuda.cpuOnly())));
         return cuda;
       } catch (RuntimeException | LinkageError e) {
@@ -103,8 +125,14 @@ public final class Backends {
             + String.valueOf(e.getMessage()).lines().findFirst().orElse("");
       }
     }
-    logAuto("backend: " + cpu().name() + " (" + problem + ")");
-    return cpu();
+    Backend b = cpu();
+    List<String> off = new ArrayList<>();
+    if (b instanceof CheckedBackend checked) {
+      checked.off().keySet().forEach(r -> off.add(r.cliName() + " (self-check failed)"));
+    }
+    logAuto("backend: " + b.name() + " on " + SelfCheck.runtime() + " (" + problem + ")"
+        + (off.isEmpty() ? "" : "; on the reference: " + String.join(", ", off)));
+    return b;
   }
 
   private static void logAuto(String line) {
@@ -124,16 +152,52 @@ public final class Backends {
       if (bits < MIN_VECTOR_BITS) {
         return fallBack("this CPU's preferred vectors are " + bits + " bits; the SIMD kernels need " + MIN_VECTOR_BITS);
       }
-      return (Backend) c.getConstructor().newInstance();
-    } catch (ReflectiveOperationException | LinkageError e) {
+      return checked((Backend) c.getConstructor().newInstance());
+    } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
       Throwable cause = e instanceof InvocationTargetException i ? i.getCause() : e;
-      return fallBack("the SIMD backend failed to load: " + cause);
+      return fallBack("the SIMD backend failed to load: " + SelfCheck.firstLine(cause));
     }
   }
 
+  /**
+   * {@code fast}, each recipe it has a kernel for first held against the reference by
+   * {@link SelfCheck#awkward()} samples: those that differ or throw run on the reference, named in one
+   * warning with the Java version and why; where none passes, the reference alone.
+   */
+  private static Backend checked(Backend fast) {
+    List<Recipe> recipes = new ArrayList<>();
+    for (Recipe r : Recipe.values()) {
+      if (!fast.nameFor(r).equals(ReferenceBackend.INSTANCE.name())) {
+        recipes.add(r);
+      }
+    }
+    Map<Recipe, String> failed = SelfCheck.failures(recipes, SelfCheck.awkward(), ReferenceBackend.INSTANCE, fast::quantize,
+        fast::nf4BlockAbsmax);
+    if (failed.isEmpty()) {
+      return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed);
+    }
+    // one line, recipes grouped by reason (a missing method fails all seven the same way)
+    Map<String, List<String>> byReason = new LinkedHashMap<>();
+    failed.forEach((r, why) -> byReason.computeIfAbsent(why, k -> new ArrayList<>()).add(r.cliName()));
+    List<String> parts = new ArrayList<>();
+    byReason.forEach((why, names) -> parts.add(String.join(", ", names) + ": " + why));
+    String reason = "the " + fast.name() + " kernels failed their self-check against the reference ("
+        + String.join("; ", parts) + ")";
+    if (failed.size() == recipes.size()) {
+      return fallBack(System.Logger.Level.WARNING, reason);
+    }
+    LOG.log(System.Logger.Level.WARNING, "shardquant: on " + SelfCheck.runtime() + " " + reason + "; "
+        + String.join(", ", failed.keySet().stream().map(Recipe::cliName).toList()) + " run on the scalar reference");
+    return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed);
+  }
+
   private static Backend fallBack(String why) {
+    return fallBack(System.Logger.Level.INFO, why);
+  }
+
+  private static Backend fallBack(System.Logger.Level level, String why) {
     simdProblem = why;
-    LOG.log(System.Logger.Level.INFO, "CPU SIMD kernels off, the scalar reference runs: " + why);
+    LOG.log(level, "CPU SIMD kernels off on " + SelfCheck.runtime() + ", the scalar reference runs: " + why);
     return ReferenceBackend.INSTANCE;
   }
 }
