@@ -27,6 +27,8 @@ public final class Backends {
   private static final String SIMD_CLASS = "shardquant.kernels.backend.simd.SimdBackend";
 
   private static volatile Backend cpu;
+  /** What {@link #installCpu} gave, checked in place of the SIMD kernels. */
+  private static Backend installed;
   private static volatile String simdProblem;
   private static volatile boolean autoLogged;
 
@@ -54,15 +56,15 @@ public final class Backends {
   }
 
   /**
-   * Makes {@code candidate}, after the same self-check against the reference as the SIMD kernels get,
-   * this JVM's CPU backend, and returns what {@link #cpu()} now gives; null forgets the choice, so the
-   * next {@link #cpu()} chooses again. For tests that break the fast path on purpose (spark-job's
-   * BrokenSimdJobTest: the job must still write the reference's bytes) and for embedding.
+   * Makes the next {@link #cpu()} check {@code candidate} against the reference, as it checks the SIMD
+   * kernels, and give it (recipes that fail on the reference); null restores the usual choice. For tests
+   * that break the fast path on purpose (the job must still write the reference's bytes) and for
+   * embedding.
    */
-  public static synchronized Backend installCpu(Backend candidate) {
+  public static synchronized void installCpu(Backend candidate) {
+    installed = candidate;
+    cpu = null;
     simdProblem = null;
-    cpu = candidate == null ? null : checked(candidate);
-    return cpu;
   }
 
   /** Why the SIMD kernels do not run here, or null when they do. */
@@ -143,6 +145,9 @@ public final class Backends {
   }
 
   private static Backend chooseCpu() {
+    if (installed != null) {
+      return checked(installed);
+    }
     if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
       return fallBack("the jdk.incubator.vector module is not loaded (run java with --add-modules=jdk.incubator.vector)");
     }

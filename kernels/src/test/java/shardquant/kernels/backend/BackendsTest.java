@@ -66,7 +66,8 @@ class BackendsTest {
 
   @Test
   void theSimdKernelsPassTheirSelfCheckOnThisJvm() {
-    Backend cpu = Backends.installCpu(new SimdBackend());
+    Backends.installCpu(new SimdBackend());
+    Backend cpu = Backends.cpu();
     for (Recipe r : Recipe.values()) {
       assertEquals("cpu-simd", cpu.nameFor(r), r.cliName());
     }
@@ -76,8 +77,8 @@ class BackendsTest {
 
   @Test
   void aMissingVectorApiMethodSendsEveryRecipeToTheReference() {
-    Backend cpu = Backends.installCpu(BrokenBackend.simd(Fault.NO_SUCH_METHOD, Recipe.INT4_TILE_PACKED,
-        Recipe.values()));
+    Backends.installCpu(BrokenBackend.simd(Fault.NO_SUCH_METHOD, Recipe.INT4_TILE_PACKED, Recipe.values()));
+    Backend cpu = Backends.cpu();
     assertSame(Backends.reference(), cpu);
     assertSame(cpu, Backends.cpu());
     String problem = Backends.simdProblem();
@@ -91,7 +92,8 @@ class BackendsTest {
 
   @Test
   void aWrongByteSendsThatRecipeToTheReferenceAndNoOther() {
-    Backend cpu = Backends.installCpu(BrokenBackend.simd(Fault.WRONG_BYTE, Recipe.INT8_WEIGHT_ONLY));
+    Backends.installCpu(BrokenBackend.simd(Fault.WRONG_BYTE, Recipe.INT8_WEIGHT_ONLY));
+    Backend cpu = Backends.cpu();
     assertEquals("reference", cpu.nameFor(Recipe.INT8_WEIGHT_ONLY));
     assertEquals("cpu-simd", cpu.nameFor(Recipe.INT8_DYNAMIC));
     assertEquals(1, warnings().size(), logged.toString());
@@ -106,8 +108,9 @@ class BackendsTest {
   @Test
   void aKernelThatThrowsMidJobFallsBackForThatShardAndAfter() {
     // passes the self-check (its shards have at most 64 rows), throws on bigger ones
-    Backend cpu = Backends.installCpu(new BrokenBackend(new SimdBackend(), Fault.NO_SUCH_METHOD,
+    Backends.installCpu(new BrokenBackend(new SimdBackend(), Fault.NO_SUCH_METHOD,
         EnumSet.of(Recipe.INTX_WEIGHT_ONLY), t -> t.rows() > 64));
+    Backend cpu = Backends.cpu();
     QuantConfig c = QuantConfig.of(Recipe.INTX_WEIGHT_ONLY);
     assertEquals("cpu-simd", cpu.nameFor(Recipe.INTX_WEIGHT_ONLY));
     assertEquals(List.of(), warnings());
@@ -120,7 +123,8 @@ class BackendsTest {
 
   @Test
   void theReferencesOwnRefusalIsTheShardsError() {
-    Backend cpu = Backends.installCpu(new SimdBackend());
+    Backends.installCpu(new SimdBackend());
+    Backend cpu = Backends.cpu();
     Tensor w = SimdDifferential.random(DType.BF16, 2, 64, new Random(4));
     w.setFloat(70, Float.NaN);
     QuantConfig c = QuantConfig.of(Recipe.INT8_WEIGHT_ONLY);
