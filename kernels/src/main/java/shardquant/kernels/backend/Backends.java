@@ -178,21 +178,20 @@ public final class Backends {
     }
     Map<Recipe, String> failed = SelfCheck.failures(recipes, SelfCheck.awkward(), ReferenceBackend.INSTANCE, fast::quantize,
         fast::nf4BlockAbsmax);
-    if (failed.isEmpty()) {
-      return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed);
+    if (!failed.isEmpty()) {
+      // one line, recipes grouped by reason (a missing method fails them all the same way)
+      Map<String, List<String>> byReason = new LinkedHashMap<>();
+      failed.forEach((r, why) -> byReason.computeIfAbsent(why, k -> new ArrayList<>()).add(r.cliName()));
+      List<String> parts = new ArrayList<>();
+      byReason.forEach((why, names) -> parts.add(String.join(", ", names) + ": " + why));
+      String reason = "the " + fast.name() + " kernels failed their self-check against the reference ("
+          + String.join("; ", parts) + ")";
+      if (failed.size() == recipes.size()) {
+        return fallBack(System.Logger.Level.WARNING, reason);
+      }
+      LOG.log(System.Logger.Level.WARNING, "shardquant: on " + SelfCheck.runtime() + " " + reason + "; "
+          + String.join(", ", failed.keySet().stream().map(Recipe::cliName).toList()) + " run on the scalar reference");
     }
-    // one line, recipes grouped by reason (a missing method fails all seven the same way)
-    Map<String, List<String>> byReason = new LinkedHashMap<>();
-    failed.forEach((r, why) -> byReason.computeIfAbsent(why, k -> new ArrayList<>()).add(r.cliName()));
-    List<String> parts = new ArrayList<>();
-    byReason.forEach((why, names) -> parts.add(String.join(", ", names) + ": " + why));
-    String reason = "the " + fast.name() + " kernels failed their self-check against the reference ("
-        + String.join("; ", parts) + ")";
-    if (failed.size() == recipes.size()) {
-      return fallBack(System.Logger.Level.WARNING, reason);
-    }
-    LOG.log(System.Logger.Level.WARNING, "shardquant: on " + SelfCheck.runtime() + " " + reason + "; "
-        + String.join(", ", failed.keySet().stream().map(Recipe::cliName).toList()) + " run on the scalar reference");
     return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed);
   }
 

@@ -13,8 +13,9 @@ import shardquant.kernels.verify.QuantStats;
  * A fast backend with the reference behind it, recipe by recipe: recipes that failed the
  * {@link SelfCheck} run on the reference from the start, and a recipe whose fast kernel throws on a
  * later shard where the reference does not (a shape the self-check did not try) runs that shard and
- * every later one on the reference, with one warning. Where the reference throws too, its exception is
- * the shard's (NaN input, a shape the recipe refuses), as without a fast backend.
+ * every later one on the reference, with one warning. Where the reference throws too, the input is at
+ * fault (NaN, a shape the recipe refuses) and the error is the fast kernel's own refusal where it gave
+ * one (an IllegalArgumentException with the reference's or the recipe's message), else the reference's.
  */
 final class CheckedBackend implements Backend {
   private static final System.Logger LOG = System.getLogger(Backends.class.getName());
@@ -57,7 +58,14 @@ final class CheckedBackend implements Backend {
         stats.merge(own);
         return q;
       } catch (Throwable fastFailure) {
-        QuantizedTensor q = reference.quantize(rows, c, global, stats); // the reference's own error, if any
+        QuantizedTensor q;
+        QuantStats own = new QuantStats(); // the reference adds some sums before some of its refusals
+        try {
+          q = reference.quantize(rows, c, global, own);
+        } catch (RuntimeException | Error referenceFailure) {
+          throw inputFault(fastFailure, referenceFailure);
+        }
+        stats.merge(own);
         turnOff(c.recipe(), "its kernel failed on a " + rows + " that the reference quantizes: "
             + SelfCheck.firstLine(fastFailure), fastFailure);
         return q;
@@ -72,13 +80,29 @@ final class CheckedBackend implements Backend {
       try {
         return fast.nf4BlockAbsmax(rows);
       } catch (Throwable fastFailure) {
-        float[] absmax = reference.nf4BlockAbsmax(rows);
+        float[] absmax;
+        try {
+          absmax = reference.nf4BlockAbsmax(rows);
+        } catch (RuntimeException | Error referenceFailure) {
+          throw inputFault(fastFailure, referenceFailure);
+        }
         turnOff(Recipe.NF4, "its block absmax failed on a " + rows + " that the reference reads: "
             + SelfCheck.firstLine(fastFailure), fastFailure);
         return absmax;
       }
     }
     return reference.nf4BlockAbsmax(rows);
+  }
+
+  /** The error for an input both backends throw on: the fast kernel's refusal where it gave one, else the reference's. */
+  private static RuntimeException inputFault(Throwable fastFailure, Throwable referenceFailure) {
+    if (fastFailure instanceof IllegalArgumentException refusal) {
+      return refusal;
+    }
+    if (referenceFailure instanceof Error e) {
+      throw e;
+    }
+    return (RuntimeException) referenceFailure;
   }
 
   private void turnOff(Recipe recipe, String why, Throwable cause) {

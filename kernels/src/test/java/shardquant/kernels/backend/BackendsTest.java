@@ -135,6 +135,16 @@ class BackendsTest {
     assertEquals(want.getMessage(), got.getMessage());
     assertEquals(new QuantStats(), stats);
     assertEquals("cpu-simd", cpu.nameFor(Recipe.INT8_WEIGHT_ONLY), "a refusal is not a broken kernel");
+    // a dtype the recipe refuses: the SIMD kernel's message (the recipe's), though the reference fails
+    // otherwise, later, after adding some sums
+    Tensor f32 = SimdDifferential.random(DType.F32, 16, 256, new Random(5));
+    QuantConfig int4 = QuantConfig.of(Recipe.INT4_TILE_PACKED);
+    QuantStats untouched = new QuantStats();
+    IllegalArgumentException refusal = assertThrows(IllegalArgumentException.class,
+        () -> cpu.quantize(f32, int4, GlobalStats.NONE, untouched));
+    assertEquals(int4.recipe().kernel().refusal(16, 256, DType.F32, int4), refusal.getMessage());
+    assertEquals(new QuantStats(), untouched);
+    assertEquals("cpu-simd", cpu.nameFor(Recipe.INT4_TILE_PACKED));
     assertEquals(List.of(), warnings());
   }
 
