@@ -46,9 +46,15 @@ public final class ChildJvm implements AutoCloseable {
   /** As {@link #start}, with {@code flags} in place of the project's JVM flags. */
   public static ChildJvm startWithFlags(List<String> flags, String name, Path logDir, String classpath,
       Map<String, String> env, List<String> jvmArgs, String mainClass, List<String> args) throws IOException {
+    return startOn(thisJava(), flags, name, logDir, classpath, env, jvmArgs, mainClass, args);
+  }
+
+  /** As {@link #startWithFlags}, on the Java {@code java} (a {@code bin/java}) instead of this JVM's. */
+  public static ChildJvm startOn(Path java, List<String> flags, String name, Path logDir, String classpath,
+      Map<String, String> env, List<String> jvmArgs, String mainClass, List<String> args) throws IOException {
     Files.createDirectories(logDir);
     List<String> command = new ArrayList<>();
-    command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    command.add(java.toString());
     command.addAll(flags);
     command.addAll(jvmArgs);
     command.addAll(List.of("-cp", classpath, mainClass));
@@ -71,36 +77,80 @@ public final class ChildJvm implements AutoCloseable {
     return new java.io.File(System.getProperty("os.name").startsWith("Windows") ? "NUL" : "/dev/null");
   }
 
+  /** This JVM's {@code bin/java}. */
+  public static Path thisJava() {
+    return Path.of(System.getProperty("java.home"), "bin", "java");
+  }
+
   /**
-   * The project's JVM flags (pom.xml's {@code shardquant.jvm.flags}): Surefire passes them as the system
-   * property {@code shardquant.test.childJvmFlags}; outside Maven they are read from the parent pom, as
-   * bin/shardquant does.
+   * The project's JVM flags for this JVM's Java: Surefire passes them as the system property
+   * {@code shardquant.test.childJvmFlags}; outside Maven, {@link #jvmFlags(Path)} of this Java.
    */
   public static List<String> jvmFlags() {
     String flags = System.getProperty("shardquant.test.childJvmFlags");
     if (flags == null || flags.isBlank()) {
-      flags = flagsFromPom();
+      return jvmFlags(thisJava());
     }
     return Arrays.stream(flags.trim().split("\\s+")).toList();
   }
 
-  private static String flagsFromPom() {
-    Pattern p = Pattern.compile("<shardquant\\.jvm\\.flags>(.*?)</shardquant\\.jvm\\.flags>", Pattern.DOTALL);
+  /** The project's JVM flags for the Java {@code java}, as {@code bin/jvm-flags} prints them for bin/shardquant. */
+  public static List<String> jvmFlags(Path java) {
+    Path script = repositoryRoot().resolve("bin").resolve("jvm-flags");
+    try {
+      Process p = new ProcessBuilder(script.toString(), java.toString()).redirectErrorStream(true).start();
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+      if (p.waitFor() != 0 || out.isEmpty()) {
+        throw new IllegalStateException(script + " " + java + " failed: " + out);
+      }
+      return Arrays.stream(out.split("\\s+")).toList();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** The checkout's root: the nearest directory above this one holding bin/jvm-flags. */
+  private static Path repositoryRoot() {
     for (Path dir = Path.of("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-      Path pom = dir.resolve("pom.xml");
-      if (Files.isRegularFile(pom)) {
-        try {
-          Matcher m = p.matcher(Files.readString(pom));
-          if (m.find() && !m.group(1).contains("${")) {
-            return m.group(1);
-          }
-        } catch (IOException e) {
-          throw new UncheckedIOException(e);
-        }
+      if (Files.isRegularFile(dir.resolve("bin").resolve("jvm-flags"))) {
+        return dir;
       }
     }
-    throw new IllegalStateException("shardquant.jvm.flags: neither a system property nor in a pom.xml above "
-        + Path.of("").toAbsolutePath());
+    throw new IllegalStateException("bin/jvm-flags not found above " + Path.of("").toAbsolutePath());
+  }
+
+  /**
+   * The newest JDK of feature version 21 or later under /usr/lib/jvm (its {@code bin/java}), by the
+   * version its {@code release} file gives, or empty where there is none.
+   */
+  public static java.util.Optional<Path> newerJdk() {
+    Path jvms = Path.of("/usr/lib/jvm");
+    if (!Files.isDirectory(jvms)) {
+      return java.util.Optional.empty();
+    }
+    Pattern version = Pattern.compile("(?m)^JAVA_VERSION=\"(\\d+)");
+    Path best = null;
+    int bestVersion = 20;
+    try (var homes = Files.list(jvms)) {
+      for (Path home : homes.sorted().toList()) {
+        Path release = home.resolve("release");
+        Path java = home.resolve("bin").resolve("java");
+        if (!Files.isRegularFile(release) || !Files.isExecutable(java)) {
+          continue;
+        }
+        Matcher m = version.matcher(Files.readString(release));
+        if (m.find() && Integer.parseInt(m.group(1)) > bestVersion) {
+          bestVersion = Integer.parseInt(m.group(1));
+          best = java;
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    return java.util.Optional.ofNullable(best);
   }
 
   /** This JVM's classpath (Surefire sets java.class.path to the real test classpath). */

@@ -1,18 +1,25 @@
 package shardquant.kernels.backend;
 
 import java.lang.reflect.InvocationTargetException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.CudaProbe;
 import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.quant.Recipe;
 
 /**
  * Chooses the CPU backend once, lazily, in the manner of Lucene's VectorizationProvider: the SIMD
- * kernels only where the {@code jdk.incubator.vector} module is present and preferred vectors are at
- * least {@value #MIN_VECTOR_BITS} bits; otherwise the reference runs and one log line says why.
- * Nothing else in the project references the incubator module, so it is optional at run time.
- * {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU, and logs once
- * which and why in one short line ({@code backend: cpu-simd (no CUDA driver: libcuda.so.1 not found)});
- * the long details are logged at DEBUG (FINE).
+ * kernels only where the {@code jdk.incubator.vector} module is present, preferred vectors are at
+ * least {@value #MIN_VECTOR_BITS} bits and, recipe by recipe, the kernels pass a {@link SelfCheck}
+ * against the reference on this JVM (the module's presence proves nothing: its API changes between Java
+ * versions, and a JIT can miscompile); otherwise the reference runs and one log line names the Java
+ * version and says why. Nothing else in the project references the incubator module, so it is optional
+ * at run time. {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU,
+ * and logs once which, on which Java, and why in one short line ({@code backend: cpu-simd on Java
+ * 17.0.15 (no CUDA driver: libcuda.so.1 not found)}); the long details are logged at DEBUG (FINE).
  */
 public final class Backends {
   public static final int MIN_VECTOR_BITS = 256;
@@ -20,6 +27,8 @@ public final class Backends {
   private static final String SIMD_CLASS = "shardquant.kernels.backend.simd.SimdBackend";
 
   private static volatile Backend cpu;
+  /** What {@link #installCpu} gave, checked in place of the SIMD kernels. */
+  private static Backend installed;
   private static volatile String simdProblem;
   private static volatile boolean autoLogged;
 
@@ -29,7 +38,10 @@ public final class Backends {
     return ReferenceBackend.INSTANCE;
   }
 
-  /** The CPU SIMD backend where it can run here, else the reference (see {@link #simdProblem()}). */
+  /**
+   * The CPU SIMD backend where it can run here, else the reference (see {@link #simdProblem()}); the
+   * first call runs the self-check (about a second).
+   */
   public static Backend cpu() {
     Backend b = cpu;
     if (b == null) {
@@ -41,6 +53,18 @@ public final class Backends {
       }
     }
     return b;
+  }
+
+  /**
+   * Makes the next {@link #cpu()} check {@code candidate} against the reference, as it checks the SIMD
+   * kernels, and give it (recipes that fail on the reference); null restores the usual choice. For tests
+   * that break the fast path on purpose (the job must still write the reference's bytes) and for
+   * embedding.
+   */
+  public static synchronized void installCpu(Backend candidate) {
+    installed = candidate;
+    cpu = null;
+    simdProblem = null;
   }
 
   /** Why the SIMD kernels do not run here, or null when they do. */
@@ -94,7 +118,7 @@ public final class Backends {
     if (problem == null) {
       try {
         CudaBackend cuda = CudaBackend.instance(cudaOrdinal);
-        logAuto("backend: cuda (" + cuda.device().description() + ")"
+        logAuto("backend: cuda on " + SelfCheck.runtime() + " (" + cuda.device().description() + ")"
             + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU: " + String.join(", ", cuda.cpuOnly())));
         return cuda;
       } catch (RuntimeException | LinkageError e) {
@@ -103,8 +127,14 @@ public final class Backends {
             + String.valueOf(e.getMessage()).lines().findFirst().orElse("");
       }
     }
-    logAuto("backend: " + cpu().name() + " (" + problem + ")");
-    return cpu();
+    Backend b = cpu();
+    List<String> off = new ArrayList<>();
+    if (b instanceof CheckedBackend checked) {
+      checked.off().keySet().forEach(r -> off.add(r.cliName() + " (self-check failed)"));
+    }
+    logAuto("backend: " + b.name() + " on " + SelfCheck.runtime() + " (" + problem + ")"
+        + (off.isEmpty() ? "" : "; on the reference: " + String.join(", ", off)));
+    return b;
   }
 
   private static void logAuto(String line) {
@@ -115,6 +145,9 @@ public final class Backends {
   }
 
   private static Backend chooseCpu() {
+    if (installed != null) {
+      return checked(installed, installed);
+    }
     if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
       return fallBack("the jdk.incubator.vector module is not loaded (run java with --add-modules=jdk.incubator.vector)");
     }
@@ -124,16 +157,92 @@ public final class Backends {
       if (bits < MIN_VECTOR_BITS) {
         return fallBack("this CPU's preferred vectors are " + bits + " bits; the SIMD kernels need " + MIN_VECTOR_BITS);
       }
-      return (Backend) c.getConstructor().newInstance();
-    } catch (ReflectiveOperationException | LinkageError e) {
+      Backend simd = (Backend) c.getConstructor().newInstance();
+      return checked(simd, isolatedCopy());
+    } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
       Throwable cause = e instanceof InvocationTargetException i ? i.getCause() : e;
-      return fallBack("the SIMD backend failed to load: " + cause);
+      return fallBack("the SIMD backend failed to load: " + SelfCheck.firstLine(cause));
     }
   }
 
+  /**
+   * The SIMD backend's classes loaded once more, by a class loader of their own, for the self-check to
+   * run. Its samples of every dtype and shape then leave alone the branch and type profiles of the
+   * classes that quantize the job's shards: C2 compiles every path a profile has seen, and with f16 and
+   * f32 seen the affine kernels' loops stopped inlining their rounding and boxed vectors (a bf16 job
+   * ran 40% slower, measured). The copy is the same bytes on the same JVM, so it fails where they fail.
+   */
+  private static Backend isolatedCopy() throws ReflectiveOperationException {
+    ClassLoader parent = Backends.class.getClassLoader();
+    String simdPackage = SIMD_CLASS.substring(0, SIMD_CLASS.lastIndexOf('.') + 1);
+    ClassLoader apart = new ClassLoader("shardquant-self-check", parent) {
+      @Override
+      protected Class<?> loadClass(String name, boolean resolve) throws ClassNotFoundException {
+        if (!name.startsWith(simdPackage)) {
+          return super.loadClass(name, resolve);
+        }
+        synchronized (getClassLoadingLock(name)) {
+          Class<?> c = findLoadedClass(name);
+          if (c == null) {
+            try (java.io.InputStream in = parent.getResourceAsStream(name.replace('.', '/') + ".class")) {
+              if (in == null) {
+                throw new ClassNotFoundException(name);
+              }
+              byte[] bytes = in.readAllBytes();
+              c = defineClass(name, bytes, 0, bytes.length);
+            } catch (java.io.IOException e) {
+              throw new ClassNotFoundException(name, e);
+            }
+          }
+          if (resolve) {
+            resolveClass(c);
+          }
+          return c;
+        }
+      }
+    };
+    return (Backend) apart.loadClass(SIMD_CLASS).getConstructor().newInstance();
+  }
+
+  /**
+   * {@code fast}, each recipe it has a kernel for first held against the reference by
+   * {@link SelfCheck#awkward()} samples run on {@code checkedCopy} ({@code fast} itself, or its
+   * {@link #isolatedCopy()}): those that differ or throw run on the reference, named in one warning with
+   * the Java version and why; where none passes, the reference alone.
+   */
+  private static Backend checked(Backend fast, Backend checkedCopy) {
+    List<Recipe> recipes = new ArrayList<>();
+    for (Recipe r : Recipe.values()) {
+      if (!fast.nameFor(r).equals(ReferenceBackend.INSTANCE.name())) {
+        recipes.add(r);
+      }
+    }
+    Map<Recipe, String> failed = SelfCheck.failures(recipes, SelfCheck.awkward(), ReferenceBackend.INSTANCE,
+        checkedCopy::quantize, checkedCopy::nf4BlockAbsmax);
+    if (!failed.isEmpty()) {
+      // one line, recipes grouped by reason (a missing method fails them all the same way)
+      Map<String, List<String>> byReason = new LinkedHashMap<>();
+      failed.forEach((r, why) -> byReason.computeIfAbsent(why, k -> new ArrayList<>()).add(r.cliName()));
+      List<String> parts = new ArrayList<>();
+      byReason.forEach((why, names) -> parts.add(String.join(", ", names) + ": " + why));
+      String reason = "the " + fast.name() + " kernels failed their self-check against the reference ("
+          + String.join("; ", parts) + ")";
+      if (failed.size() == recipes.size()) {
+        return fallBack(System.Logger.Level.WARNING, reason);
+      }
+      LOG.log(System.Logger.Level.WARNING, "shardquant: on " + SelfCheck.runtime() + " " + reason + "; "
+          + String.join(", ", failed.keySet().stream().map(Recipe::cliName).toList()) + " run on the scalar reference");
+    }
+    return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed);
+  }
+
   private static Backend fallBack(String why) {
+    return fallBack(System.Logger.Level.INFO, why);
+  }
+
+  private static Backend fallBack(System.Logger.Level level, String why) {
     simdProblem = why;
-    LOG.log(System.Logger.Level.INFO, "CPU SIMD kernels off, the scalar reference runs: " + why);
+    LOG.log(level, "CPU SIMD kernels off on " + SelfCheck.runtime() + ", the scalar reference runs: " + why);
     return ReferenceBackend.INSTANCE;
   }
 }

@@ -1,19 +1,16 @@
 package shardquant.kernels.backend.cuda;
 
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.LongAdder;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
-import shardquant.kernels.dtype.DType;
+import shardquant.kernels.backend.SelfCheck;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -111,63 +108,15 @@ public final class CudaBackend implements Backend {
    * recipes with the reason, also logged as a warning.
    */
   Map<Recipe, String> selfCheck(Backend cpu) {
-    Random r = new Random(5);
-    List<Tensor> samples = new ArrayList<>();
-    for (DType d : new DType[] {DType.BF16, DType.F16, DType.F32}) {
-      float[] v = new float[64 * 512];
-      for (int i = 0; i < v.length; i++) {
-        v[i] = (float) (r.nextGaussian() * (i % 512 == 7 ? 30 : 1) * Math.pow(10, (i / 512) % 5 - 3));
-      }
-      samples.add(Tensor.fromFloats(d, new long[] {64, 512}, v));
-    }
-    for (Recipe recipe : new ArrayList<>(recipes.keySet())) {
-      QuantConfig c = QuantConfig.of(recipe);
-      String problem = null;
-      for (Tensor w : samples) {
-        if (problem != null || recipe.kernel().refusal(w.rows(), w.cols(), w.dtype(), c) != null) {
-          continue;
-        }
-        try {
-          problem = compare(cpu, w, c);
-        } catch (RuntimeException e) {
-          problem = "the kernel failed: " + e;
-        }
-      }
-      if (problem != null) {
-        recipes.remove(recipe);
-        disabled.put(recipe, problem);
-        LOG.log(System.Logger.Level.WARNING, "shardquant: the CUDA kernel for " + recipe.cliName() + " on " + gpu.device().description()
-            + " disagrees with the CPU (" + problem + "); " + recipe.cliName() + " runs on the CPU");
-      }
-    }
+    Map<Recipe, String> failed = SelfCheck.failures(new ArrayList<>(recipes.keySet()), SelfCheck.regular(), cpu,
+        this::quantizeOnDevice, this::nf4BlockAbsmaxOnDevice);
+    failed.forEach((recipe, problem) -> {
+      recipes.remove(recipe);
+      disabled.put(recipe, problem);
+      LOG.log(System.Logger.Level.WARNING, "shardquant: the CUDA kernel for " + recipe.cliName() + " on " + gpu.device().description()
+          + " disagrees with the CPU (" + problem + "); " + recipe.cliName() + " runs on the CPU");
+    });
     return Map.copyOf(disabled);
-  }
-
-  private String compare(Backend cpu, Tensor w, QuantConfig c) {
-    GlobalStats g = GlobalStats.NONE;
-    if (c.recipe() == Recipe.NF4) {
-      float[] want = cpu.nf4BlockAbsmax(w);
-      float[] got = nf4BlockAbsmaxOnDevice(w);
-      if (!java.util.Arrays.equals(want, got)) {
-        return "NF4 block absmax of a " + w + " differs";
-      }
-      g = new GlobalStats(Nf4Ref.scalerMean(w.dtype(), want));
-    }
-    QuantStats wantStats = new QuantStats();
-    QuantizedTensor want = cpu.quantize(w, c, g, wantStats);
-    QuantStats gotStats = new QuantStats();
-    QuantizedTensor got = quantizeOnDevice(w, c, g, gotStats);
-    if (got == null) {
-      return "the kernel sent a finite " + w + " to the CPU";
-    }
-    for (Map.Entry<String, Tensor> e : want.parts().entrySet()) {
-      Tensor other = got.parts().get(e.getKey());
-      ByteBuffer a = e.getValue().bytes();
-      if (other == null || a.mismatch(other.bytes()) >= 0) {
-        return "part " + e.getKey() + " of a " + w + " differs";
-      }
-    }
-    return wantStats.equals(gotStats) ? null : "the verification sums of a " + w + " differ";
   }
 
   /** The recipes {@link #selfCheck} moved to the CPU, with the reason; tests on the emulator expect none. */

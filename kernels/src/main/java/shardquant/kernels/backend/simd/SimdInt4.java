@@ -1,6 +1,7 @@
 package shardquant.kernels.backend.simd;
 
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -44,6 +45,15 @@ final class SimdInt4 implements SimdKernel {
   /** 1.5·2^23: see {@link Pass#quantizeGroup}. */
   private static final float ROUNDER = 0x1.8p23f;
   private static final int ROUNDER_BITS = Float.floatToRawIntBits(ROUNDER);
+  /**
+   * {@link SimdMath#roundBf16} (bits + lsb + 0x7fff, low 16 bits cleared) is written out in this kernel's
+   * loops rather than called: C2 inlines those loops into {@code group} and, once that method's graph
+   * passes its node limit (NodeCountInliningCutoff), stops inlining ordinary methods, so a call taking and
+   * returning a vector becomes a real call on heap-allocated vectors (3x slower, measured on Java 17 after
+   * a change elsewhere in the kernel moved that limit). Vector API methods are always inlined.
+   */
+  private static final int ROUND_BF16 = 0x7fff;
+  private static final int BF16_BITS = 0xffff0000;
   /** Shift of each lane's nibble in a tile word: the odd column of a pair goes to the upper 16 bits. */
   private static final IntVector ODD_HIGH = IntVector.fromArray(I, new int[] {0, 16, 0, 16, 0, 16, 0, 16}, 0);
 
@@ -94,7 +104,7 @@ final class SimdInt4 implements SimdKernel {
 
   /** One shard's pass, with its scratch (a call may run on any thread, so nothing is shared). */
   private static final class Pass {
-    private final ByteBuffer in;
+    private final SimdLoad in;
     private final int rows;
     private final int cols;
     private final int group;
@@ -117,7 +127,7 @@ final class SimdInt4 implements SimdKernel {
     private final SimdStats highStats = new SimdStats();
 
     Pass(Tensor t, int group, int n, int k, Tensor scaleAndZero, Packer packer, QuantStats stats) {
-      this.in = t.bytes();
+      this.in = new SimdLoad(t);
       this.rows = Math.toIntExact(t.rows());
       this.cols = Math.toIntExact(t.cols());
       this.group = group;
@@ -188,13 +198,18 @@ final class SimdInt4 implements SimdKernel {
       return clipped;
     }
 
-    /** Reads the group at {@code col0} of padded row {@code r} into {@code x}, with its {@code min} and {@code max}. */
+    /**
+     * Reads the group at {@code col0} of padded row {@code r} into {@code x}, zeros past the shard's rows
+     * and columns, with its {@code min} and {@code max}.
+     */
     private void loadGroup(int r, int col0) {
+      int real = r < rows ? Math.max(0, Math.min(group, cols - col0)) : 0;
+      in.decode(r * cols + col0, x, 0, real);
+      Arrays.fill(x, real, group, 0f);
       FloatVector lo = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
       FloatVector hi = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
       for (int v = 0; v < group; v += LANES) {
-        FloatVector xv = load(r, col0 + v);
-        xv.intoArray(x, v);
+        FloatVector xv = FloatVector.fromArray(F, x, v);
         lo = lo.min(xv);
         hi = hi.max(xv);
       }
@@ -217,8 +232,12 @@ final class SimdInt4 implements SimdKernel {
       FloatVector minusOne = FloatVector.broadcast(F, -1f);
       int inRange = 0;
       for (int v = 0; v < group; v += LANES) {
-        FloatVector xv = FloatVector.fromArray(F, x, v);
-        FloatVector q = SimdMath.roundBf16(SimdMath.roundBf16(xv.sub(minVal)).div(s));
+        // SimdMath.roundBf16 written out, here and in dequantizeGroup (see ROUND_BF16)
+        IntVector diff = FloatVector.fromArray(F, x, v).sub(minVal).reinterpretAsInts();
+        diff = diff.add(diff.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
+        IntVector quotient = diff.reinterpretAsFloats().div(s).reinterpretAsInts();
+        quotient = quotient.add(quotient.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
+        FloatVector q = quotient.reinterpretAsFloats();
         q = minusOne.blend(q, q.compare(VectorOperators.GE, -1f)); // NaN (a group whose range overflowed) too
         IntVector rounded = q.add(ROUNDER).reinterpretAsInts().sub(ROUNDER_BITS);
         inRange += rounded.and(~0xf).compare(VectorOperators.EQ, 0).trueCount();
@@ -234,17 +253,12 @@ final class SimdInt4 implements SimdKernel {
       for (int v = 0; v < group; v += LANES) {
         // code - mid, exactly: the code in the low bits of 1.5·2^23, less 1.5·2^23 + mid
         FloatVector centered = IntVector.fromArray(I, codes, v).add(ROUNDER_BITS).reinterpretAsFloats().sub(ROUNDER + mid);
-        SimdMath.roundBf16(SimdMath.roundBf16(centered.mul(s)).add(z)).intoArray(dq, v);
+        IntVector product = centered.mul(s).reinterpretAsInts();
+        product = product.add(product.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
+        IntVector sum = product.reinterpretAsFloats().add(z).reinterpretAsInts();
+        sum = sum.add(sum.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
+        sum.reinterpretAsFloats().intoArray(dq, v);
       }
-    }
-
-    /** Elements [col, col + 8) of padded row r: zero past the shard's rows and columns. */
-    private FloatVector load(int r, int col) {
-      if (r >= rows || col >= cols) {
-        return FloatVector.zero(F);
-      }
-      int at = r * cols + col;
-      return col + LANES <= cols ? SimdLoad.load(in, DType.BF16, at) : SimdLoad.loadTail(in, DType.BF16, at, cols - col);
     }
 
     /** The reference's refusal of NaN and infinity, for the first such element of the group. */

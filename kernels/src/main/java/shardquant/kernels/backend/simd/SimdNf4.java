@@ -68,12 +68,12 @@ final class SimdNf4 implements SimdKernel {
     if (!readable(shard.dtype()) || shard.rank() < 1 || shard.rank() > 2 || numel % BLOCK != 0) {
       return Nf4Ref.blockAbsmax(shard);
     }
-    ByteBuffer in = shard.bytes();
+    SimdLoad in = new SimdLoad(shard);
     float[] absmax = new float[Math.toIntExact(numel / BLOCK)];
     float[] x = new float[(int) Math.min(GROUP, numel)];
     for (int from = 0; from < numel; from += x.length) {
       int n = (int) Math.min(x.length, numel - from);
-      SimdLoad.decode(in, shard.dtype(), from, x, 0, n);
+      in.decode(from, x, 0, n);
       for (int b = 0; b < n / BLOCK; b++) {
         float m = absmax(x, b * BLOCK);
         if (!(m <= Float.MAX_VALUE)) {
@@ -126,7 +126,7 @@ final class SimdNf4 implements SimdKernel {
   private static final class Shard {
     final DType d;
     final float mean;
-    final ByteBuffer in;
+    final SimdLoad in;
     final int cols;
     final int groups;
     final boolean fusedStats;
@@ -154,7 +154,7 @@ final class SimdNf4 implements SimdKernel {
     Shard(Tensor rows, float mean) {
       this.d = rows.dtype();
       this.mean = mean;
-      this.in = rows.bytes();
+      this.in = new SimdLoad(rows);
       this.cols = Math.toIntExact(rows.cols());
       int numel = Math.toIntExact(rows.numel());
       this.groups = numel / GROUP;
@@ -172,7 +172,7 @@ final class SimdNf4 implements SimdKernel {
     /** Quantizes group {@code g}; false if it holds a NaN or infinite weight. */
     boolean group(int g) {
       int first = g * GROUP;
-      SimdLoad.decode(in, d, first, x, 0, GROUP);
+      in.decode(first, x, 0, GROUP);
       for (int j = 0; j < SCALER_BLOCK; j++) {
         absmax[j] = absmax(x, j * BLOCK);
         if (!(absmax[j] <= Float.MAX_VALUE)) {
@@ -254,7 +254,7 @@ final class SimdNf4 implements SimdKernel {
       int rows = groups * GROUP / cols;
       for (int r = 0; r < rows; r++) {
         int rowStart = r * cols;
-        SimdLoad.decode(in, d, rowStart, rowX, 0, cols);
+        in.decode(rowStart, rowX, 0, cols);
         for (int j = 0; j < cols; j++) {
           int i = rowStart + j;
           int code = (dataOut.get(i / 2) >> (i % 2 == 0 ? 4 : 0)) & 0xf;

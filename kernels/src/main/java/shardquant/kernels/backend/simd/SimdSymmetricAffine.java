@@ -1,7 +1,6 @@
 package shardquant.kernels.backend.simd;
 
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -100,28 +99,30 @@ final class SimdSymmetricAffine {
     }
     boolean longGroups = group > CHUNK;
     int span = longGroups ? CHUNK : CHUNK / group * group;
-    ByteBuffer in = rows.bytes();
+    SimdLoad in = new SimdLoad(rows);
     ByteBuffer out = codes.bytes();
     QuantStats shard = new QuantStats();
     SimdStats sums = new SimdStats();
     float[] x = new float[CHUNK];
     float[] dequantized = new float[CHUNK];
+    byte[] codeBytes = new byte[CHUNK];
     int groupsPerSpan = longGroups ? 1 : span / group;
     float[] scale = new float[groupsPerSpan];
     float[] reciprocal = new float[groupsPerSpan];
     for (int r = 0; r < rowCount; r++) {
       long clipped = 0;
       if (longGroups) {
-        scale(absmax(in, r * cols), r * cols, rows, scales, scale, reciprocal, 0);
+        scale(absmax(in, r * cols, x), r * cols, in, rows, scales, scale, reciprocal, 0);
       }
       for (int c0 = 0; c0 < cols; c0 += span) {
         int at = r * cols + c0;
         int n = Math.min(span, cols - c0);
         decode(in, at, n, x);
         for (int g = 0; !longGroups && g < n / group; g++) {
-          scale(absmax(x, g * group), at + g * group, rows, scales, scale, reciprocal, g);
+          scale(absmax(x, g * group, group), at + g * group, in, rows, scales, scale, reciprocal, g);
         }
-        clipped += codes(x, n, longGroups ? CHUNK : group, scale, reciprocal, out, at, dequantized);
+        clipped += codes(x, n, longGroups ? CHUNK : group, scale, reciprocal, codeBytes, dequantized);
+        out.put(at, codeBytes, 0, n);
         sums.add(x, dequantized, n);
       }
       sums.endBlock(shard, cols, clipped);
@@ -133,9 +134,10 @@ final class SimdSymmetricAffine {
    * The scale of the group at flat index {@code base} from its absmax: into {@code scales} (the part)
    * and {@code scale[k]}, with the reciprocal the codes use into {@code reciprocal[k]}.
    */
-  private void scale(float amax, int base, Tensor rows, Tensor scales, float[] scale, float[] reciprocal, int k) {
+  private void scale(float amax, int base, SimdLoad in, Tensor rows, Tensor scales, float[] scale, float[] reciprocal,
+      int k) {
     if (!Float.isFinite(amax)) { // NaN wins a max, so a NaN or an infinity shows here
-      throw nonFinite(rows.bytes(), base, rows);
+      throw nonFinite(in, base, rows);
     }
     float s = input.round(amax / halfRange);
     s = s < eps ? input.round(eps) : s;
@@ -144,49 +146,40 @@ final class SimdSymmetricAffine {
     reciprocal[k] = scaleDtype.round(1f / s);
   }
 
-  /** max |x| over the (whole-row) group at flat index {@code base} of the input. */
-  private float absmax(ByteBuffer in, int base) {
-    int full = group & -LANES;
-    FloatVector max = FloatVector.zero(F);
-    for (int j = 0; j < full; j += LANES) {
-      max = max.max(SimdLoad.load(in, input, base + j).abs());
-    }
-    float amax = max.reduceLanes(VectorOperators.MAX);
-    for (int j = full; j < group; j++) {
-      amax = Math.max(amax, Math.abs(SimdLoad.scalar(in, input, base + j)));
+  /** max |x| over the (whole-row) group at flat index {@code base} of the input, a chunk at a time through {@code x}. */
+  private float absmax(SimdLoad in, int base, float[] x) {
+    float amax = 0;
+    for (int j = 0; j < group; j += CHUNK) {
+      int n = Math.min(CHUNK, group - j);
+      decode(in, base + j, n, x);
+      amax = Math.max(amax, absmax(x, 0, n));
     }
     return amax;
   }
 
-  /** max |x| over the group at {@code from} of a decoded chunk (a group not a multiple of 8 is a whole row: zero padded). */
-  private float absmax(float[] x, int from) {
+  /** max |x| over x[from, from + n) of a decoded chunk, zero padded to a multiple of 8 (NaN if one is there). */
+  private static float absmax(float[] x, int from, int n) {
     FloatVector max = FloatVector.zero(F);
-    for (int j = from; j < from + group; j += LANES) {
+    for (int j = from; j < from + n; j += LANES) {
       max = max.max(FloatVector.fromArray(F, x, j).abs());
     }
     return max.reduceLanes(VectorOperators.MAX);
   }
 
   /** Elements [at, at + n) as floats into {@code x}, zeros after them up to a multiple of 8. */
-  private void decode(ByteBuffer in, int at, int n, float[] x) {
-    int full = n & -LANES;
-    for (int j = 0; j < full; j += LANES) {
-      SimdLoad.load(in, input, at + j).intoArray(x, j);
-    }
-    for (int j = full; j < n; j++) {
-      x[j] = SimdLoad.scalar(in, input, at + j);
-    }
+  private static void decode(SimdLoad in, int at, int n, float[] x) {
+    in.decode(at, x, 0, n);
     for (int j = n; j % LANES != 0; j++) {
       x[j] = 0;
     }
   }
 
   /**
-   * Codes of {@code x[0, n)} into {@code out} from byte {@code at}, element j with {@code scale[j /
-   * groupLength]}, their dequantized values into {@code dequantized}; returns how many clipped (the
-   * zero padding never does).
+   * Codes of {@code x[0, n)} into {@code out} (whole vectors: up to n rounded up to a multiple of 8),
+   * element j with {@code scale[j / groupLength]}, their dequantized values into {@code dequantized};
+   * returns how many clipped (the zero padding never does).
    */
-  private int codes(float[] x, int n, int groupLength, float[] scale, float[] reciprocal, ByteBuffer out, int at,
+  private int codes(float[] x, int n, int groupLength, float[] scale, float[] reciprocal, byte[] out,
       float[] dequantized) {
     int clipped = 0;
     for (int k = 0, j = 0; j < n; k++) {
@@ -197,14 +190,7 @@ final class SimdSymmetricAffine {
         FloatVector clamped = code.max(INT_IN_MANTISSA + quantMin).min(INT_IN_MANTISSA + quantMax);
         clipped += code.compare(VectorOperators.NE, clamped).trueCount();
         round(clamped.sub(INT_IN_MANTISSA).mul(s), input).intoArray(dequantized, j);
-        ByteVector bytes = (ByteVector) clamped.reinterpretAsInts().castShape(B, 0);
-        if (j + LANES <= n) {
-          bytes.intoByteBuffer(out, at + j, ByteOrder.LITTLE_ENDIAN);
-        } else {
-          for (int b = 0; j + b < n; b++) {
-            out.put(at + j + b, bytes.lane(b));
-          }
-        }
+        ((ByteVector) clamped.reinterpretAsInts().castShape(B, 0)).intoArray(out, j);
       }
     }
     return clipped;
@@ -223,13 +209,13 @@ final class SimdSymmetricAffine {
   }
 
   /** The reference's error for a non-finite input, naming the first one of the group at {@code base}. */
-  private IllegalArgumentException nonFinite(ByteBuffer in, int base, Tensor rows) {
+  private static IllegalArgumentException nonFinite(SimdLoad in, int base, Tensor rows) {
     int i = base;
-    while (Float.isFinite(SimdLoad.scalar(in, input, i))) {
+    while (Float.isFinite(in.scalar(i))) {
       i++;
     }
     long cols = rows.cols();
-    return new IllegalArgumentException("input " + rows + " holds " + SimdLoad.scalar(in, input, i) + " at flat index "
+    return new IllegalArgumentException("input " + rows + " holds " + in.scalar(i) + " at flat index "
         + i + " (row " + i / cols + ", column " + i % cols + "); quantization needs finite values");
   }
 }

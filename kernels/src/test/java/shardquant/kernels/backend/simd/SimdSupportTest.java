@@ -16,29 +16,39 @@ import shardquant.kernels.verify.QuantStats;
 class SimdSupportTest {
   @Test
   void everyHalfLoadsAsItsFloat() {
-    ByteBuffer b = ByteBuffer.allocate(2 << 16).order(ByteOrder.LITTLE_ENDIAN);
-    for (int h = 0; h < 1 << 16; h++) {
-      b.putShort(2 * h, (short) h);
-    }
-    for (DType dtype : new DType[] {DType.F16, DType.BF16}) {
-      float[] decoded = new float[(1 << 16) + 3];
-      SimdLoad.decode(b, dtype, 5, decoded, 3, (1 << 16) - 5); // an odd count: a scalar tail
-      for (int i = 5; i < 1 << 16; i++) {
-        assertEquals(Float.floatToRawIntBits(SimdLoad.scalar(b, dtype, i)), Float.floatToRawIntBits(decoded[i - 2]),
-            dtype + " decode " + i);
+    for (boolean direct : new boolean[] {false, true}) {
+      ByteBuffer b = (direct ? ByteBuffer.allocateDirect(2 << 16) : ByteBuffer.allocate(2 << 16)).order(ByteOrder.LITTLE_ENDIAN);
+      for (int h = 0; h < 1 << 16; h++) {
+        b.putShort(2 * h, (short) h);
       }
-      for (int i = 0; i < 1 << 16; i += 8) {
-        float[] got = SimdLoad.load(b, dtype, i).toArray();
-        for (int k = 0; k < 8; k++) {
-          float want = SimdLoad.scalar(b, dtype, i + k);
-          assertEquals(Float.floatToRawIntBits(want) & (Float.isNaN(want) ? 0xff800000 : -1),
-              Float.floatToRawIntBits(got[k]) & (Float.isNaN(want) ? 0xff800000 : -1), dtype + " bits " + (i + k));
-          if (dtype == DType.F16) {
-            assertEquals(Float.floatToRawIntBits(F16.toFloat((short) (i + k))), Float.floatToRawIntBits(got[k]),
-                "half " + Integer.toHexString(i + k));
-          }
+      b.position(6).order(ByteOrder.BIG_ENDIAN); // read from byte 0, little-endian, whatever the buffer's state
+      for (DType dtype : new DType[] {DType.F16, DType.BF16}) {
+        SimdLoad in = new SimdLoad(b, dtype);
+        float[] decoded = new float[(1 << 16) + 3];
+        in.decode(5, decoded, 3, (1 << 16) - 5); // an odd count: a scalar tail; many staged blocks
+        for (int i = 5; i < 1 << 16; i++) {
+          float want = dtype == DType.F16 ? F16.toFloat((short) i) : Float.intBitsToFloat(i << 16);
+          assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(decoded[i - 2]),
+              dtype + " decode " + Integer.toHexString(i) + (direct ? " (direct)" : " (heap)"));
+          assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(in.scalar(i)), dtype + " scalar " + i);
         }
       }
+    }
+  }
+
+  @Test
+  void floatsLoadAsThemselves() {
+    Random r = new Random(4);
+    ByteBuffer b = ByteBuffer.allocateDirect(4 * 3001).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < 3001; i++) {
+      b.putInt(4 * i, i % 7 == 0 ? 0x7fc00001 + i : r.nextInt()); // NaN payloads too
+    }
+    SimdLoad in = new SimdLoad(b.position(40), DType.F32);
+    float[] decoded = new float[3001];
+    in.decode(1, decoded, 0, 3000);
+    for (int i = 1; i < 3001; i++) {
+      assertEquals(b.getInt(4 * i), Float.floatToRawIntBits(decoded[i - 1]), "f32 " + i);
+      assertEquals(b.getInt(4 * i), Float.floatToRawIntBits(in.scalar(i)), "f32 scalar " + i);
     }
   }
 
