@@ -16,17 +16,23 @@ import shardquant.kernels.verify.QuantStats;
  *
  * <p>The lane sums live in arrays and each call works on local vectors: the JIT cannot use its vector
  * intrinsics on a vector read back from a field (whose exact class it does not know), and falls back to
- * the Vector API's Java code, a hundred times slower. Lanes 0..3 and 4..7 are summed in separate passes
- * of 4-lane double vectors widened from 4-lane float loads (an 8-float to 4-double conversion has no
- * AVX2 intrinsic); the two halves never mix, so each lane still adds its elements in order. A run is
- * summed first without checking each pair for NaN and infinity, and summed again skipping them in the rare
- * run whose max error shows one.
+ * the Vector API's Java code, a hundred times slower. Each 8 floats are widened to two 4-lane double
+ * vectors, lanes 0..3 and 4..7 ({@code convertShape(F2D, D, part)}, an intrinsic on Java 17 as on 25), summed
+ * in two sets of accumulators that never mix, so each lane still adds its elements in order. No 4-lane
+ * float vector is used: the Vector API's Java fallback for a conversion, which runs until the JIT has
+ * compiled a loop (and throughout the backend's self-check), reads its source through
+ * {@code FloatVector.toArray}, so a 4-lane source puts a second class into the type profile of the
+ * {@code intoArray} every kernel stores with, and C2 then compiled those stores as Java calls (int4,
+ * intx and 8da4w ran 35-40% slower on Java 17, measured). A run is summed first without checking each
+ * pair for NaN and infinity, and summed again skipping them in the rare run whose max error shows one.
  */
 final class SimdStats {
-  private static final VectorSpecies<Float> HALF = FloatVector.SPECIES_128;
+  private static final VectorSpecies<Float> F = SimdLoad.F;
   private static final VectorSpecies<Double> D = DoubleVector.SPECIES_256;
   private static final VectorSpecies<Long> L = LongVector.SPECIES_256;
   private static final int LANES = SimdLoad.LANES;
+  /** Lanes 4..7 start here. */
+  private static final int HALF = LANES / 2;
 
   private static final long ABS = 0x7fffffffffffffffL;
   private static final long INFINITY_BITS = Double.doubleToRawLongBits(Double.POSITIVE_INFINITY);
@@ -73,46 +79,60 @@ final class SimdStats {
     add(x, d, 0, n);
   }
 
-  /** A run of whole 8s: each half summed as if all pairs were finite, again skipping them if one was not. */
+  /** A run of whole 8s, summed as if all pairs were finite, again skipping them if one was not. */
   private void addWhole(float[] x, float[] d, int from, int length) {
-    for (int half = 0; half < LANES; half += LANES / 2) {
-      if (!addHalf(x, d, from, length, half, false)) {
-        addHalf(x, d, from, length, half, true);
-      }
+    if (!addRun(x, d, from, length, false)) {
+      addRun(x, d, from, length, true);
     }
   }
 
   /**
-   * Lanes [half, half + 4) of every 8 elements of {@code [from, from + length)}, length a multiple of 8.
-   * Unless {@code skipNonFinite}, returns false and leaves the sums alone if a pair was not finite.
+   * Every 8 elements of {@code [from, from + length)}, length a multiple of 8. Unless
+   * {@code skipNonFinite}, returns false and leaves the sums alone if a pair was not finite.
    */
-  private boolean addHalf(float[] x, float[] d, int from, int length, int half, boolean skipNonFinite) {
-    DoubleVector s = DoubleVector.fromArray(D, signal, half);
-    DoubleVector err = DoubleVector.fromArray(D, error, half);
-    LongVector maxBits = LongVector.fromArray(L, maxErrBits, half);
+  private boolean addRun(float[] x, float[] d, int from, int length, boolean skipNonFinite) {
+    DoubleVector sLow = DoubleVector.fromArray(D, signal, 0);
+    DoubleVector sHigh = DoubleVector.fromArray(D, signal, HALF);
+    DoubleVector errLow = DoubleVector.fromArray(D, error, 0);
+    DoubleVector errHigh = DoubleVector.fromArray(D, error, HALF);
+    LongVector maxLow = LongVector.fromArray(L, maxErrBits, 0);
+    LongVector maxHigh = LongVector.fromArray(L, maxErrBits, HALF);
     long skipped = 0;
-    for (int i = from + half; i < from + length; i += LANES) {
-      DoubleVector xv = (DoubleVector) FloatVector.fromArray(HALF, x, i).convertShape(VectorOperators.F2D, D, 0);
-      DoubleVector dv = (DoubleVector) FloatVector.fromArray(HALF, d, i).convertShape(VectorOperators.F2D, D, 0);
-      DoubleVector e = xv.sub(dv);
+    for (int i = from; i < from + length; i += LANES) {
+      FloatVector xf = FloatVector.fromArray(F, x, i);
+      FloatVector df = FloatVector.fromArray(F, d, i);
+      DoubleVector xLow = (DoubleVector) xf.convertShape(VectorOperators.F2D, D, 0);
+      DoubleVector xHigh = (DoubleVector) xf.convertShape(VectorOperators.F2D, D, 1);
+      DoubleVector eLow = xLow.sub((DoubleVector) df.convertShape(VectorOperators.F2D, D, 0));
+      DoubleVector eHigh = xHigh.sub((DoubleVector) df.convertShape(VectorOperators.F2D, D, 1));
       if (skipNonFinite) {
         // x - d of two floats cannot overflow a double: it is finite exactly when both are
-        VectorMask<Double> skip = e.abs().compare(VectorOperators.LE, Double.MAX_VALUE).not();
-        skipped += skip.trueCount();
-        xv = xv.blend(0, skip);
-        e = e.blend(0, skip);
+        VectorMask<Double> skipLow = eLow.abs().compare(VectorOperators.LE, Double.MAX_VALUE).not();
+        VectorMask<Double> skipHigh = eHigh.abs().compare(VectorOperators.LE, Double.MAX_VALUE).not();
+        skipped += skipLow.trueCount() + skipHigh.trueCount();
+        xLow = xLow.blend(0, skipLow);
+        eLow = eLow.blend(0, skipLow);
+        xHigh = xHigh.blend(0, skipHigh);
+        eHigh = eHigh.blend(0, skipHigh);
       }
-      s = s.add(xv.mul(xv));
-      err = err.add(e.mul(e));
-      maxBits = maxBits.max(e.reinterpretAsLongs().and(ABS));
+      sLow = sLow.add(xLow.mul(xLow));
+      sHigh = sHigh.add(xHigh.mul(xHigh));
+      errLow = errLow.add(eLow.mul(eLow));
+      errHigh = errHigh.add(eHigh.mul(eHigh));
+      maxLow = maxLow.max(eLow.reinterpretAsLongs().and(ABS));
+      maxHigh = maxHigh.max(eHigh.reinterpretAsLongs().and(ABS));
     }
-    if (!skipNonFinite && maxBits.compare(VectorOperators.GE, INFINITY_BITS).anyTrue()) {
+    if (!skipNonFinite && (maxLow.compare(VectorOperators.GE, INFINITY_BITS).anyTrue()
+        || maxHigh.compare(VectorOperators.GE, INFINITY_BITS).anyTrue())) {
       return false;
     }
     nonFinite += skipped;
-    s.intoArray(signal, half);
-    err.intoArray(error, half);
-    maxBits.intoArray(maxErrBits, half);
+    sLow.intoArray(signal, 0);
+    sHigh.intoArray(signal, HALF);
+    errLow.intoArray(error, 0);
+    errHigh.intoArray(error, HALF);
+    maxLow.intoArray(maxErrBits, 0);
+    maxHigh.intoArray(maxErrBits, HALF);
     return true;
   }
 
