@@ -18,7 +18,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
-@OperationsPerInvocation(Shard.MIB)
+@OperationsPerInvocation(QuantizeBenchmark.MIB)
 @Warmup(iterations = 2, time = 2)
 @Measurement(iterations = 3, time = 2)
 @Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
@@ -28,7 +28,7 @@ public class MemcpyBenchmark {
 
   @Setup
   public void setUp() {
-    source = Shard.create().bytes();
+    source = QuantizeBenchmark.shard().bytes();
     target = ByteBuffer.allocateDirect(source.capacity());
   }
 

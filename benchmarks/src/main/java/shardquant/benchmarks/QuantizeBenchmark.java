@@ -16,8 +16,8 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.Warmup;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
+import shardquant.kernels.bench.KernelBench;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -25,19 +25,24 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * One row shard quantized by each recipe (all of {@link Recipe}, default parameters) on each backend,
+ * One row shard ({@link #shard()}: Llama-3-8B's q_proj, 4096x4096 bf16, 32 MiB, {@link KernelBench}'s
+ * synthetic values) quantized by each recipe (all of {@link Recipe}, default parameters) on each backend,
  * in MiB/s of bf16 input; compare with {@link MemcpyBenchmark}. Where the cpu backend has no SIMD kernel
  * for a recipe it runs the reference, and the setup says so. NF4's first pass (the scaler mean) is in
- * the setup, not the score. Short iterations: the reference takes about a second per shard.
+ * the setup, not the score. Short iterations: the reference takes about a second per shard. Scores are
+ * per MiB ({@code @OperationsPerInvocation(MIB)}), so JMH's ops/s reads as MiB/s of bf16 input.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
-@OperationsPerInvocation(Shard.MIB)
+@OperationsPerInvocation(QuantizeBenchmark.MIB)
 @Warmup(iterations = 2, time = 2)
 @Measurement(iterations = 3, time = 2)
 @Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
 public class QuantizeBenchmark {
+  /** The size of {@link #shard()} in MiB. */
+  static final int MIB = 32;
+
   @Param
   public Recipe recipe;
 
@@ -53,12 +58,20 @@ public class QuantizeBenchmark {
   public void setUp() {
     b = Backends.forName(backend);
     config = QuantConfig.of(recipe);
-    shard = Shard.create();
-    global = recipe == Recipe.NF4 ? new GlobalStats(Nf4Ref.scalerMean(shard.dtype(), List.of(b.nf4BlockAbsmax(shard))))
-        : GlobalStats.NONE;
+    shard = shard();
+    global = KernelBench.firstPass(List.of(shard), config, b);
     if (!backend.equals(b.nameFor(recipe))) {
       System.out.println("# " + recipe.cliName() + " on " + backend + " runs " + b.nameFor(recipe));
     }
+  }
+
+  /** The benchmarks' input, in a direct buffer: the bench layer's q_proj, one whole row shard. */
+  static Tensor shard() {
+    Tensor t = KernelBench.layer(KernelBench.HIDDEN, "q_proj"::equals).get(0).weights();
+    if (t.byteSize() != (long) MIB << 20) {
+      throw new IllegalStateException("the benchmarks count " + MIB + " MiB per shard; " + t + " holds " + t.byteSize() + " bytes");
+    }
+    return t;
   }
 
   @Benchmark

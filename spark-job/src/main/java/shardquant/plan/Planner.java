@@ -253,8 +253,7 @@ public final class Planner {
 
   /** Rows in each shard of a tensor (the last may have fewer): as many as fit in {@code shardBytes}, a multiple of {@code align}, at least {@code align}. */
   public static long rowsPerShard(long rowBytes, long shardBytes, long align) {
-    long perShard = Math.max(1, shardBytes / Math.max(1, rowBytes));
-    return Math.max(align, perShard / align * align);
+    return shardquant.kernels.tensor.Tensor.rowsPerShard(rowBytes, shardBytes, align);
   }
 
 

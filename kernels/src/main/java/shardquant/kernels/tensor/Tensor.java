@@ -207,6 +207,16 @@ public final class Tensor {
     return dtype.torchName() + Arrays.toString(shape);
   }
 
+  /**
+   * Rows in each row shard of a tensor (the last may have fewer): as many rows of {@code rowBytes} as fit
+   * in {@code shardBytes}, a multiple of {@code align}, at least {@code align}. The job's planner and the
+   * bench cut tensors with it.
+   */
+  public static long rowsPerShard(long rowBytes, long shardBytes, long align) {
+    long perShard = Math.max(1, shardBytes / Math.max(1, rowBytes));
+    return Math.max(align, perShard / align * align);
+  }
+
   public static long numel(long[] shape) {
     long n = 1;
     for (long d : shape) {

@@ -15,6 +15,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.simd.SimdDifferential;
+import shardquant.kernels.bench.CudaBench;
+import shardquant.kernels.bench.KernelBench;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
@@ -74,8 +76,9 @@ class CudaBackendTest {
     java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
     CudaBackend b = CudaDifferential.emulated();
     Tensor shard = SimdDifferential.random(DType.BF16, 8, 256, new Random(3));
-    CudaBench.measure("int8-weight-only", List.of(shard), List.of(shardquant.kernels.quant.GlobalStats.NONE),
-        QuantConfig.of(Recipe.INT8_WEIGHT_ONLY), b, new java.io.PrintStream(bytes, true));
+    java.io.PrintStream out = new java.io.PrintStream(bytes, true);
+    CudaBench.measure("int8-weight-only", List.of(new KernelBench.Shard(shard, shardquant.kernels.quant.GlobalStats.NONE)),
+        QuantConfig.of(Recipe.INT8_WEIGHT_ONLY), b).lines().forEach(out::println);
     String printed = bytes.toString();
     assertTrue(printed.matches("bench int8-weight-only cuda from host: [0-9.]+ GB/s input, [0-9.]+ of pinned H2D \\([0-9.]+ GB/s\\)\\R"),
         printed);
