@@ -79,7 +79,7 @@ public final class Main {
         case "repack" -> repack(rest, out, err);
         case "demo" -> Demo.run(rest, out, err);
         case "inspect" -> Inspect.run(rest, out);
-        case "verify" -> Verify.run(rest, out, err);
+        case "verify" -> VerifyOutput.run(rest, out, err);
         case "golden" -> golden(rest, out, err);
         case "bench" -> Bench.run(rest, out, err);
         default -> {

@@ -57,7 +57,7 @@ final class Int4CpuRecipe implements RecipeKernel {
     TinygemmInt4.Codes q = TinygemmInt4.quantize(rows, n, k, c, stats);
     Map<String, Tensor> parts = new LinkedHashMap<>();
     byte[] packed = CpuInt4Layout.pack(q.codes(), n, k);
-    Verify.roundTrip("cpu qdata", q.codes(), CpuInt4Layout.unpack(packed, n, k));
+    PackingCheck.roundTrip("cpu qdata", q.codes(), CpuInt4Layout.unpack(packed, n, k));
     parts.put("qdata", Tensor.of(DType.U8, new long[] {n, k / 2}, java.nio.ByteBuffer.wrap(packed)));
     parts.put("scale_and_zero", TinygemmScaleZero.pack(q.scale(), q.zero()));
     return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);

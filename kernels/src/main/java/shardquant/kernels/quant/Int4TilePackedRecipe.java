@@ -56,7 +56,7 @@ final class Int4TilePackedRecipe implements RecipeKernel {
     TinygemmInt4.Codes q = TinygemmInt4.quantize(rows.resized(n, k), rows.rows(), rows.cols(), c, stats);
     Map<String, Tensor> parts = new LinkedHashMap<>();
     int[] words = TensorCoreTiledInt4Layout.pack(q.codes(), n, k, INNER_K_TILES);
-    Verify.roundTrip("tile-packed qdata", q.codes(), TensorCoreTiledInt4Layout.unpack(words, n, k, INNER_K_TILES));
+    PackingCheck.roundTrip("tile-packed qdata", q.codes(), TensorCoreTiledInt4Layout.unpack(words, n, k, INNER_K_TILES));
     parts.put("qdata", Tensor.fromInts(DType.I32, TensorCoreTiledInt4Layout.packedShape(n, k, INNER_K_TILES), words));
     parts.put("scale_and_zero", TinygemmScaleZero.pack(q.scale(), q.zero()));
     return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);

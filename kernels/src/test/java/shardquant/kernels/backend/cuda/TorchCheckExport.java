@@ -19,7 +19,7 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * Writes what src/main/cuda/torch_check.py feeds to PyTorch's own int4 ops on a GPU machine: a bf16
+ * Writes what tools/torch_check.py feeds to PyTorch's own int4 ops on a GPU machine: a bf16
  * weight quantized with int4-tile-packed and int4-cpu (group 128) by backend {@code auto} (CUDA there),
  * its codes (plain layout) and its dequantization by the reference. Usage: {@code TorchCheckExport FILE}.
  */

@@ -2,7 +2,7 @@
 """Feeds shardquant's int4 output to PyTorch's own int4 ops (run on a GPU machine with torch).
 
     .device/run.sh -cp "$(cat .device/cp)" shardquant.kernels.backend.cuda.TorchCheckExport /tmp/tc.safetensors
-    python3 kernels/src/main/cuda/torch_check.py /tmp/tc.safetensors
+    python3 tools/torch_check.py /tmp/tc.safetensors
 
 Checks, each printed as one PASS/FAIL line (exit 1 on any FAIL):
   1. torch's own packing of our codes (aten._convert_weight_to_int4pack, inner_k_tiles 8) gives our

@@ -1,8 +1,8 @@
 package shardquant.kernels.quant;
 
 /** The check a packing recipe runs on its own output: pack -> unpack gives back the codes. */
-final class Verify {
-  private Verify() {}
+final class PackingCheck {
+  private PackingCheck() {}
 
   /** The pack -> unpack round trip of a layout must give back the codes; a kernel bug otherwise. */
   static void roundTrip(String layout, int[] codes, int[] unpacked) {

@@ -55,11 +55,11 @@ import shardquant.plan.Planner;
  * stored tensors alone (dequantized against the input) against the one recorded. Runs on this machine,
  * without Spark, in O(shard) memory. Exit 0 all agree, 3 a difference (listed).
  */
-final class Verify {
+final class VerifyOutput {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final long SHARD_BYTES = 64L << 20;
 
-  private Verify() {}
+  private VerifyOutput() {}
 
   static int run(String[] args, PrintStream out, PrintStream err) throws IOException {
     Args a = new Args("verify", args, Set.of("input", "output"));
