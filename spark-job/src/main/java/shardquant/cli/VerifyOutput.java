@@ -22,7 +22,6 @@ import shardquant.job.OpenFiles;
 import shardquant.job.QuantizeJob;
 import shardquant.job.Storage;
 import shardquant.job.TensorReport;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.plan.OutputFile;
 import org.apache.hadoop.fs.FileSystem;
@@ -201,7 +200,7 @@ final class VerifyOutput {
         stored.put(part.dataName(), got);
       }
       if (t.quantized()) {
-        Tensor dq = new QuantizedTensor(plan.config(), rows.shape(), rows.dtype(), stored, Device.HOST).dequantize(rows.dtype());
+        Tensor dq = new QuantizedTensor(plan.config(), rows.shape(), rows.dtype(), stored).dequantize(rows.dtype());
         fromFiles.addRows(rows, dq, new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
       }
     }

@@ -22,7 +22,6 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 import java.util.stream.StreamSupport;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -385,7 +384,7 @@ public final class Checkpoint implements AutoCloseable {
     }
     long[] shape = t.shape();
     shape[0] = r.alignedTo() - r.alignedFrom();
-    return new QuantizedTensor(t.config(), shape, t.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(t.config(), shape, t.dtype(), parts);
   }
 
   private ByteBuffer map(SafetensorsFile f, String key, RowRange.ByteRun run) throws IOException {

@@ -60,7 +60,7 @@ final class Int4CpuRecipe implements RecipeKernel {
     PackingCheck.roundTrip("cpu qdata", q.codes(), CpuInt4Layout.unpack(packed, n, k));
     parts.put("qdata", Tensor.of(DType.U8, new long[] {n, k / 2}, java.nio.ByteBuffer.wrap(packed)));
     parts.put("scale_and_zero", TinygemmScaleZero.pack(q.scale(), q.zero()));
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 
   @Override

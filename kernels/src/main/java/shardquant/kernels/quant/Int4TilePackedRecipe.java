@@ -59,7 +59,7 @@ final class Int4TilePackedRecipe implements RecipeKernel {
     PackingCheck.roundTrip("tile-packed qdata", q.codes(), TensorCoreTiledInt4Layout.unpack(words, n, k, INNER_K_TILES));
     parts.put("qdata", Tensor.fromInts(DType.I32, TensorCoreTiledInt4Layout.packedShape(n, k, INNER_K_TILES), words));
     parts.put("scale_and_zero", TinygemmScaleZero.pack(q.scale(), q.zero()));
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 
   @Override

@@ -60,7 +60,7 @@ final class Int8Recipe implements RecipeKernel {
     parts.put("zero_point", qp.zeroPoint().reshape(perRow));
     parts.put("qdata", q);
     parts.put("scale", qp.scale().reshape(perRow));
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 
   @Override

@@ -68,7 +68,7 @@ final class IntxRecipe implements RecipeKernel {
     parts.put("qdata", q);
     parts.put("scale", qp.scale());
     parts.put("zero_point", qp.zeroPoint());
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 
   @Override

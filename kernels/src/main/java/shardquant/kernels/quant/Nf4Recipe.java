@@ -55,7 +55,7 @@ final class Nf4Recipe implements RecipeKernel {
       throw new IllegalArgumentException("nf4 needs the tensor's scaler mean from a first pass (Nf4Ref.scalerMean)");
     }
     Nf4Tensor q = Nf4Ref.quantize(rows, global.scalerMean());
-    QuantizedTensor result = new QuantizedTensor(c, rows.shape(), rows.dtype(), parts(q), Device.HOST);
+    QuantizedTensor result = new QuantizedTensor(c, rows.shape(), rows.dtype(), parts(q));
     stats.addRows(rows, Nf4Ref.dequantize(q), new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
     return result;
   }

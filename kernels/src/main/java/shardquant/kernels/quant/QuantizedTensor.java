@@ -9,19 +9,17 @@ import shardquant.kernels.tensor.Tensor;
 
 /**
  * A quantized tensor (or a row shard of one): every stored part (codes, scales, zeros, tables) in
- * torchao's {@code _tensor_data_names} order, the original shape and dtype, and the recipe. It moves
- * between devices as a unit, {@link #to(Device)} never dequantizes, and {@link #dequantize(DType)} is
- * the one explicit way back to floats.
+ * torchao's {@code _tensor_data_names} order, the original shape and dtype, and the recipe, in host
+ * memory. It moves to a GPU as a unit (the CUDA backend's {@code toDevice}, which never dequantizes), and
+ * {@link #dequantize(DType)} is the one explicit way back to floats.
  */
 public final class QuantizedTensor {
   private final QuantConfig config;
   private final long[] shape;
   private final DType originalDType;
   private final Map<String, Tensor> parts;
-  private final Device device;
 
-  public QuantizedTensor(QuantConfig config, long[] shape, DType originalDType, Map<String, Tensor> parts,
-      Device device) {
+  public QuantizedTensor(QuantConfig config, long[] shape, DType originalDType, Map<String, Tensor> parts) {
     if (!config.recipe().dataNames().equals(java.util.List.copyOf(parts.keySet()))) {
       throw new IllegalArgumentException(config.recipe().cliName() + " stores " + config.recipe().dataNames()
           + ", got parts " + parts.keySet());
@@ -30,7 +28,6 @@ public final class QuantizedTensor {
     this.shape = shape.clone();
     this.originalDType = originalDType;
     this.parts = Collections.unmodifiableMap(new LinkedHashMap<>(parts));
-    this.device = device;
   }
 
   public QuantConfig config() {
@@ -58,31 +55,13 @@ public final class QuantizedTensor {
     return t;
   }
 
-  public Device device() {
-    return device;
-  }
-
-  /** Every part copied to {@code target}, bytes unchanged; the result lives wholly on {@code target}. */
-  public QuantizedTensor to(Device target) {
-    if (target == device) {
-      return this;
-    }
-    Map<String, Tensor> moved = new LinkedHashMap<>();
-    parts.forEach((name, t) -> moved.put(name, target.copyIn(t)));
-    return new QuantizedTensor(config, shape, originalDType, moved, target);
-  }
-
-  /** The dequantized values as torchao computes them, in {@code out} dtype. Host only. */
+  /** The dequantized values as torchao computes them, in {@code out} dtype. */
   public Tensor dequantize(DType out) {
-    if (device != Device.HOST) {
-      throw new IllegalStateException("dequantize on " + device.name() + ": move the tensor to the host first, or use the "
-          + device.name() + " backend's kernel");
-    }
     return config.recipe().kernel().dequantize(this, out);
   }
 
   @Override
   public String toString() {
-    return config + " " + Arrays.toString(shape) + " on " + device.name();
+    return config + " " + Arrays.toString(shape);
   }
 }

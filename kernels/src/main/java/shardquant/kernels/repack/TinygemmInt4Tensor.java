@@ -9,7 +9,6 @@ import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineQuantRef;
 import shardquant.kernels.quant.AffineSpec;
 import shardquant.kernels.quant.BlockSize;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.MappingType;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QParams;
@@ -63,9 +62,6 @@ public final class TinygemmInt4Tensor {
       throw new IllegalArgumentException("repack converts int4-tile-packed and int4-cpu tensors, got " + q
           + "; its codes are not tinygemm's");
     }
-    if (q.device() != Device.HOST) {
-      throw new IllegalArgumentException("repack runs on the host, got " + q + "; move it with to(Device.HOST) first");
-    }
     return new TinygemmInt4Tensor(layout, q.config().groupSize(), q.shape(), q.parts());
   }
 
@@ -96,7 +92,7 @@ public final class TinygemmInt4Tensor {
     if (layout.recipe() == null) {
       throw new IllegalStateException(this + ": the " + layout.cliName() + " form is no recipe's output");
     }
-    return new QuantizedTensor(layout.config(groupSize), shape(), DType.BF16, parts, Device.HOST);
+    return new QuantizedTensor(layout.config(groupSize), shape(), DType.BF16, parts);
   }
 
   /** The parts a tensor of this shape has in {@code target}, with the dimension row shards concatenate along. */

@@ -87,6 +87,6 @@ public final class BrokenBackend implements Backend {
     ByteBuffer copy = ByteBuffer.allocate(src.remaining()).put(src.duplicate()).flip();
     copy.put(copy.limit() - 1, (byte) (copy.get(copy.limit() - 1) ^ 1));
     parts.put(first.getKey(), Tensor.of(t.dtype(), t.shape(), copy));
-    return new QuantizedTensor(q.config(), q.shape(), q.originalDType(), parts, q.device());
+    return new QuantizedTensor(q.config(), q.shape(), q.originalDType(), parts);
   }
 }

@@ -2,7 +2,6 @@ package shardquant.kernels.quant;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
-import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -108,33 +107,6 @@ public class RecipeShardingTest {
     boolean oneGroup = c.recipe().groupwise() && cols == c.groupSize();
     assertTrue(wholeStats.sqnrDb() > (c.bits() >= 4 && !oneGroup ? 9 : 2), c + ": " + wholeStats);
     assertEquals(0, wholeStats.nonFinite());
-  }
-
-  @Test
-  void movingToADeviceMovesEveryPartAndNeverDequantizes() {
-    QuantConfig c = QuantConfig.of(Recipe.INT4_TILE_PACKED);
-    QuantizedTensor q = c.recipe().kernel().quantize(weights(16, 256, DType.BF16, 5), c, GlobalStats.NONE, new QuantStats());
-    Device other = new Device() {
-      @Override
-      public String name() {
-        return "other";
-      }
-
-      @Override
-      public Tensor copyIn(Tensor t) {
-        return Device.HOST.copyIn(t);
-      }
-    };
-    QuantizedTensor moved = q.to(other);
-    assertEquals("other", moved.device().name());
-    assertEquals(q.parts().keySet(), moved.parts().keySet());
-    q.parts().forEach((name, t) -> {
-      assertNotSame(t, moved.part(name));
-      assertTrue(t.contentEquals(moved.part(name)), name);
-    });
-    assertThrows(IllegalStateException.class, () -> moved.dequantize(DType.BF16));
-    QuantizedTensor back = moved.to(Device.HOST);
-    assertTrue(back.dequantize(DType.BF16).contentEquals(q.dequantize(DType.BF16)));
   }
 
   @Test

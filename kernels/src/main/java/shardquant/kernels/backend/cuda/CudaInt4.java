@@ -6,7 +6,6 @@ import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
@@ -90,7 +89,7 @@ final class CudaInt4 implements CudaRecipe {
       Map<String, Tensor> parts = new LinkedHashMap<>();
       parts.put(qSpec.name(), shard.downloadTensor(q, 0, qSpec.dtype(), qSpec.shape()));
       parts.put(szSpec.name(), shard.downloadTensor(sz, 0, szSpec.dtype(), szSpec.shape()));
-      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
     }
   }
 

@@ -4,7 +4,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -39,7 +38,7 @@ final class CudaInt8 implements CudaRecipe {
       parts.put("zero_point", Tensor.allocate(DType.I8, perRow));
       parts.put("qdata", shard.downloadTensor(q, 0, DType.I8, n, k));
       parts.put("scale", shard.downloadTensor(scale, 0, DType.F32, perRow));
-      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
     }
   }
 }

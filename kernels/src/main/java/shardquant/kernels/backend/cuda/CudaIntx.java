@@ -4,7 +4,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.MappingType;
 import shardquant.kernels.quant.QuantConfig;
@@ -39,7 +38,7 @@ final class CudaIntx implements CudaRecipe {
     parts.put("qdata", p.qdata());
     parts.put("scale", p.scale());
     parts.put("zero_point", p.zeroPoint());
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 
   /**

@@ -6,7 +6,6 @@ import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
@@ -127,7 +126,7 @@ final class CudaNf4 implements CudaRecipe {
       parts.put("quantization_factor", shard.downloadTensor(factors, 0, d, groups));
       parts.put("quantized_scalers", shard.downloadTensor(qscalers, 0, DType.I8, blocks));
       parts.put("nf4", Tensor.fromFloats(d, new long[] {CODES}, Nf4Ref.table(d)));
-      return new QuantizedTensor(c, rows.shape(), d, parts, Device.HOST);
+      return new QuantizedTensor(c, rows.shape(), d, parts);
     }
   }
 

@@ -6,7 +6,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -21,12 +20,10 @@ import shardquant.kernels.tensor.Tensor;
  * runs, so a part no dequantize-requantize round trip would give back (the pytorch/ao NF4 bug, where
  * {@code .to(device)} went through dequantization) returns byte for byte.
  *
- * <p>Why this is not a {@link Device} for {@link QuantizedTensor#to(Device)}: {@link Device#copyIn} returns a
- * {@link Tensor}, which is a host buffer, and a GPU allocation needs an explicit lifetime that
- * QuantizedTensor (a value with no close) cannot give it. So the API keeps {@code to(Device)}'s contract with
- * its own two calls instead: {@code cuda.toDevice(q)} takes the whole tensor (no part can be left behind,
- * pytorch/ao #1310), {@code toHost()} gives a whole host tensor (device {@link Device#HOST}), and
- * {@code q.to(Device.HOST)} of that is the tensor itself. {@link QuantizedTensor#dequantize} stays host only;
+ * <p>A {@link QuantizedTensor} is host memory (its parts are {@link Tensor}s, host buffers), and a GPU
+ * allocation needs an explicit lifetime that QuantizedTensor (a value with no close) cannot give it. So
+ * moving is two calls: {@code cuda.toDevice(q)} takes the whole tensor (no part can be left behind,
+ * pytorch/ao #1310) and {@code toHost()} gives a whole host tensor back. {@link QuantizedTensor#dequantize} is the host's;
  * the device's explicit way back to floats is {@link #dequantize(DType)}, which the int4 tinygemm recipes
  * have a kernel for ({@link CudaInt4Repack}), as is {@link #repack(Int4Layout)}, switching layout on the
  * device without a host copy.
@@ -64,9 +61,6 @@ public final class CudaQuantizedTensor implements AutoCloseable {
 
   /** Every part of host tensor {@code q} copied to {@code gpu}'s device. */
   static CudaQuantizedTensor upload(Gpu gpu, QuantizedTensor q) {
-    if (q.device() != Device.HOST) {
-      throw new IllegalArgumentException("upload takes a host tensor, got " + q + "; move it with to(Device.HOST) first");
-    }
     Map<String, Part> parts = new LinkedHashMap<>();
     boolean done = false;
     try (Transfer t = new Transfer(gpu, maxBytes(q.parts().values()))) {
@@ -89,7 +83,7 @@ public final class CudaQuantizedTensor implements AutoCloseable {
     try (Transfer t = new Transfer(gpu, parts.values().stream().mapToLong(Part::bytes).max().orElse(1))) {
       parts.forEach((name, p) -> host.put(name, t.download(p)));
     }
-    return new QuantizedTensor(config, shape, originalDType, host, Device.HOST);
+    return new QuantizedTensor(config, shape, originalDType, host);
   }
 
   /**

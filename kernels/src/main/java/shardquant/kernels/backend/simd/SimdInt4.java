@@ -13,7 +13,6 @@ import jdk.incubator.vector.VectorSpecies;
 import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
@@ -99,7 +98,7 @@ final class SimdInt4 implements SimdKernel {
     QuantStats shard = new QuantStats(); // added to stats only when the whole shard succeeded, as the reference does
     new Pass(rows, c.groupSize(), n, k, scaleAndZero, layout.packer(parts.get("qdata"), n, k), shard).run();
     stats.merge(shard);
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 
   /** One shard's pass, with its scratch (a call may run on any thread, so nothing is shared). */

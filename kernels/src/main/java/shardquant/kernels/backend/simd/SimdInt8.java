@@ -3,7 +3,6 @@ package shardquant.kernels.backend.simd;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -28,6 +27,6 @@ final class SimdInt8 implements SimdKernel {
     parts.put("zero_point", Tensor.allocate(DType.I8, perRow));
     parts.put("qdata", qdata);
     parts.put("scale", scale);
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }
 }

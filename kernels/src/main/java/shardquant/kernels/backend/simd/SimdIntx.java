@@ -3,7 +3,6 @@ package shardquant.kernels.backend.simd;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -29,6 +28,6 @@ final class SimdIntx implements SimdKernel {
     parts.put("qdata", qdata);
     parts.put("scale", scale);
     parts.put("zero_point", Tensor.allocate(DType.I8, groups));
-    return new QuantizedTensor(c, rows.shape(), d, parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), d, parts);
   }
 }

@@ -8,7 +8,6 @@ import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import shardquant.kernels.backend.reference.ReferenceBackend;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
@@ -119,7 +118,7 @@ final class SimdNf4 implements SimdKernel {
     parts.put("quantization_factor", s.factors);
     parts.put("quantized_scalers", s.scalers);
     parts.put("nf4", Tensor.fromFloats(d, new long[] {CODES}, Nf4Ref.table(d)));
-    return new QuantizedTensor(c, rows.shape(), d, parts, Device.HOST);
+    return new QuantizedTensor(c, rows.shape(), d, parts);
   }
 
   /** One call's state: the input, the output parts and the scratch arrays, reused group after group. */
