@@ -17,7 +17,6 @@ import org.openjdk.jmh.annotations.Warmup;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -27,8 +26,8 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * One row shard quantized by each recipe (all of {@link Recipe}, default parameters) on each backend,
  * in MiB/s of bf16 input; compare with {@link MemcpyBenchmark}. Where the cpu backend has no SIMD kernel
- * for a recipe it runs the reference, and the setup says so. NF4's first pass (the scaler mean) is in
- * the setup, not the score. Short iterations: the reference takes about a second per shard.
+ * for a recipe it runs the reference, and the setup says so. A recipe's first pass (NF4's scaler mean)
+ * is in the setup, not the score. Short iterations: the reference takes about a second per shard.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
@@ -54,8 +53,7 @@ public class QuantizeBenchmark {
     b = Backends.forName(backend);
     config = QuantConfig.of(recipe);
     shard = Shard.create();
-    global = recipe == Recipe.NF4 ? new GlobalStats(Nf4Ref.scalerMean(shard.dtype(), List.of(b.nf4BlockAbsmax(shard))))
-        : GlobalStats.NONE;
+    global = b.globalStats(config, List.of(shard));
     if (!backend.equals(b.nameFor(recipe))) {
       System.out.println("# " + recipe.cliName() + " on " + backend + " runs " + b.nameFor(recipe));
     }

@@ -32,7 +32,6 @@ import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.CudaBench;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.RecipeKernel;
@@ -51,7 +50,7 @@ import shardquant.plan.Planner;
  * another on one thread. Each repetition copies the same shards (direct to direct {@code ByteBuffer.put},
  * one thread) and then quantizes them, so both figures see the same machine state; each is the best of
  * {@value #REPETITIONS} after a warm-up pass. The reference runs at tens of MB/s and is timed on
- * {@link #REFERENCE_SAMPLE} of the small layer only. NF4's first pass (the block absmax for the tensor's scaler mean) runs
+ * {@link #REFERENCE_SAMPLE} of the small layer only. A recipe's first pass (its tensor-wide statistics) runs
  * once before timing and is not in its figure.
  */
 final class Bench {
@@ -144,8 +143,10 @@ final class Bench {
         String.join(" and ", REFERENCE_SAMPLE.stream().sorted().toList()), megabytes(sampleBytes),
         threads > REFERENCE_SAMPLE.size() ? ", one shard each: its x" + threads + " line uses " + REFERENCE_SAMPLE.size()
             + " threads at most" : "");
-    if (recipes.contains(Recipe.NF4)) {
-      out.println("note: nf4's first pass (block absmax for the scaler mean) runs once before timing and is not in its figure");
+    for (Recipe r : recipes) {
+      if (r.firstPass().isPresent()) {
+        out.println("note: " + r.cliName() + "'s first pass runs once before timing and is not in its figure");
+      }
     }
     if (Backends.simdProblem() != null && backends.contains(Backends.cpu())) {
       out.println("note: the SIMD kernels cannot run here (" + Backends.simdProblem() + "): cpu is the reference");
@@ -197,9 +198,7 @@ final class Bench {
       for (long r = 0; r < w.rows(); r += perShard) {
         rows.add(w.rowSlice(r, Math.min(w.rows(), r + perShard)));
       }
-      GlobalStats global = c.recipe() == Recipe.NF4
-          ? new GlobalStats(Nf4Ref.scalerMean(w.dtype(), rows.stream().map(backend::nf4BlockAbsmax).toList()))
-          : GlobalStats.NONE;
+      GlobalStats global = backend.globalStats(c, rows);
       rows.forEach(t -> out.add(new Shard(t, global)));
     }
     out.sort(Comparator.comparingLong((Shard s) -> s.rows().byteSize()).reversed());

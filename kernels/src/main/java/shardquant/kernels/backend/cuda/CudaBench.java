@@ -8,7 +8,6 @@ import java.util.List;
 import java.util.Locale;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.RecipeKernel;
@@ -126,8 +125,7 @@ public final class CudaBench {
         for (long r0 = 0; r0 < w.rows(); r0 += perShard) {
           rows.add(w.rowSlice(r0, Math.min(w.rows(), r0 + perShard)));
         }
-        GlobalStats g = r == Recipe.NF4
-            ? new GlobalStats(Nf4Ref.scalerMean(w.dtype(), rows.stream().map(cuda::nf4BlockAbsmax).toList())) : GlobalStats.NONE;
+        GlobalStats g = cuda.globalStats(c, rows);
         rows.forEach(t -> {
           shards.add(t);
           globals.add(g);

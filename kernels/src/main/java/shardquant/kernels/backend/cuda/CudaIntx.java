@@ -1,10 +1,8 @@
 package shardquant.kernels.backend.cuda;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
-import shardquant.kernels.quant.Device;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.MappingType;
 import shardquant.kernels.quant.QuantConfig;
@@ -35,11 +33,8 @@ final class CudaIntx implements CudaRecipe {
     if (p == null) {
       return null;
     }
-    Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("qdata", p.qdata());
-    parts.put("scale", p.scale());
-    parts.put("zero_point", p.zeroPoint());
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts, Device.HOST);
+    return QuantizedTensor.of(c, rows.shape(), rows.dtype(),
+        Map.of("qdata", p.qdata(), "scale", p.scale(), "zero_point", p.zeroPoint()));
   }
 
   /**
