@@ -26,7 +26,7 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * One row shard quantized by each recipe (all of {@link Recipe}, default parameters) on each backend,
  * in MiB/s of bf16 input; compare with {@link MemcpyBenchmark}. Where the cpu backend has no SIMD kernel
- * for a recipe it runs the reference, and the setup says so. A recipe's first pass (NF4's scaler mean)
+ * for a recipe it runs the reference, and the setup says so. A recipe's first pass (its tensor-wide statistics)
  * is in the setup, not the score. Short iterations: the reference takes about a second per shard.
  */
 @State(Scope.Benchmark)

@@ -69,7 +69,7 @@ final class Bench {
   /** One weight matrix of the layer: [N out features, K in features]. */
   private record Matrix(String name, Tensor weights) {}
 
-  /** A row shard to quantize, with its tensor's global statistics (NF4's scaler mean). */
+  /** A row shard to quantize, with its tensor's global statistics (from its recipe's first pass). */
   private record Shard(Tensor rows, GlobalStats global) {}
 
   static int run(String[] args, PrintStream out, PrintStream err) throws IOException {

@@ -70,7 +70,7 @@ public final class QuantizedTensor {
     return new QuantizedTensor(c, shape, dtype, parts, Device.HOST);
   }
 
-  /** The recipe's parts for {@code shape}: [rows, cols], or a 1-D tensor as one column (NF4 takes both). */
+  /** The recipe's parts for {@code shape}: [rows, cols], or a 1-D tensor as one column. */
   private static List<PartSpec> declared(QuantConfig c, long[] shape, DType dtype) {
     boolean matrix = shape.length == 2;
     return c.recipe().kernel().parts(matrix ? shape[0] : Tensor.numel(shape), matrix ? shape[1] : 1, dtype, c);

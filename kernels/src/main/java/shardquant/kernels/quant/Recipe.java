@@ -61,12 +61,13 @@ public enum Recipe {
 
   /**
    * torchao's {@code _tensor_data_names}, in its order: stored as {@code a.b._weight_<name>}. The names
-   * of the parts the kernel declares ({@link RecipeKernel#parts}), which do not depend on the shape.
+   * of the parts the kernel declares ({@link RecipeKernel#parts}), which do not depend on the shape
+   * (read at [64, 1024], a shape every recipe takes).
    */
   public List<String> dataNames() {
     List<String> names = dataNames;
     if (names == null) {
-      names = kernel().parts(0, 0, DType.F32, QuantConfig.of(this)).stream().map(PartSpec::name).toList();
+      names = kernel().parts(64, 1024, DType.BF16, QuantConfig.of(this)).stream().map(PartSpec::name).toList();
       dataNames = names;
     }
     return names;
