@@ -28,7 +28,7 @@ import shardquant.kernels.verify.QuantStats;
  * One row shard ({@link #shard()}: Llama-3-8B's q_proj, 4096x4096 bf16, 32 MiB, {@link KernelBench}'s
  * synthetic values) quantized by each recipe (all of {@link Recipe}, default parameters) on each backend,
  * in MiB/s of bf16 input; compare with {@link MemcpyBenchmark}. Where the cpu backend has no SIMD kernel
- * for a recipe it runs the reference, and the setup says so. NF4's first pass (the scaler mean) is in
+ * for a recipe it runs the reference, and the setup says so. A recipe's first pass (its tensor-wide statistics) is in
  * the setup, not the score. Short iterations: the reference takes about a second per shard. Scores are
  * per MiB ({@code @OperationsPerInvocation(MIB)}), so JMH's ops/s reads as MiB/s of bf16 input.
  */

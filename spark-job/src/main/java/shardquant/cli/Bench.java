@@ -69,8 +69,10 @@ final class Bench {
         Format.bytes(JobSpec.DEFAULT_SHARD_BYTES), String.join(" and ", KernelBench.REFERENCE_SAMPLE),
         megabytes(bench.sampleBytes()),
         threads > sampled ? ", one shard each: its x" + threads + " line uses " + sampled + " threads at most" : "");
-    if (recipes.contains(Recipe.NF4)) {
-      out.println("note: nf4's first pass (block absmax for the scaler mean) runs once before timing and is not in its figure");
+    for (Recipe r : recipes) {
+      if (r.firstPass().isPresent()) {
+        out.println("note: " + r.cliName() + "'s first pass (its tensor-wide statistics) runs once before timing and is not in its figure");
+      }
     }
     if (Backends.simdProblem() != null && backends.contains(Backends.cpu())) {
       out.println("note: the SIMD kernels cannot run here (" + Backends.simdProblem() + "): cpu is the reference");

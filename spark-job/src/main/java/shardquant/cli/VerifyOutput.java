@@ -26,8 +26,8 @@ import shardquant.kernels.quant.PartSpec;
 import shardquant.plan.OutputFile;
 import org.apache.hadoop.fs.FileSystem;
 import shardquant.job.UserError;
+import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -169,12 +169,12 @@ final class VerifyOutput {
       }
     }
     GlobalStats global = GlobalStats.NONE;
-    if (t.quantized() && plan.config().recipe() == Recipe.NF4) {
-      List<float[]> blocks = new ArrayList<>();
+    if (t.quantized() && plan.config().recipe().firstPass().isPresent()) {
+      List<float[]> partials = new ArrayList<>();
       for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
-        blocks.add(Nf4Ref.blockAbsmax(readRows(t.input(), plan.shards().get(s), streams)));
+        partials.add(Backends.reference().firstPass(plan.config(), readRows(t.input(), plan.shards().get(s), streams)));
       }
-      global = new GlobalStats(QuantizeJob.nf4Mean(t.input(), blocks));
+      global = QuantizeJob.combine(t.input(), plan.config(), partials);
     }
     String output = file.toString();
     QuantStats fromFiles = new QuantStats();

@@ -40,7 +40,7 @@ import shardquant.plan.Plan;
 /**
  * The executor's side of a shard (DESIGN.md, step 2): read the shard's bytes straight from storage
  * into an Arrow batch, check them, quantize and verify them (or, for a repack, convert its int4 parts
- * to the target layout), and emit the quantized shard as Arrow IPC bytes keyed by its output file. Also NF4's first pass (block absmax values per shard).
+ * to the target layout), and emit the quantized shard as Arrow IPC bytes keyed by its output file. Also a recipe's first pass (each shard's partial).
  */
 public final class ShardQuantizer implements Serializable {
   private static final long serialVersionUID = 1L;
@@ -193,11 +193,11 @@ public final class ShardQuantizer implements Serializable {
     return out;
   }
 
-  /** NF4's first pass: the absmax of every 64-element block of each shard, in row order. */
-  public List<Tuple2<Integer, float[]>> blockAbsmax(int[] group) throws IOException {
+  /** The recipe's first pass: each shard's partial ({@link Backend#firstPass}). */
+  public List<Tuple2<Integer, float[]>> firstPass(int[] group) throws IOException {
     List<Tuple2<Integer, float[]>> out = new ArrayList<>();
     Backend b = TaskGpu.backend(backend);
-    try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("absmax-" + group[0])) {
+    try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("first-pass-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
         Plan.Tensor t = plan.tensorOf(shard);
@@ -205,15 +205,15 @@ public final class ShardQuantizer implements Serializable {
           continue;
         }
         try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
-          float[] absmax;
+          float[] partial;
           try {
-            absmax = b.nf4BlockAbsmax(in.shard().data());
+            partial = b.firstPass(plan.config(), in.shard().data());
           } catch (IllegalArgumentException e) {
-            // NF4 refuses NaN and infinity; say where, in the file's terms (a rare, slow path)
+            // NaN and infinity are refused; say where, in the file's terms (a rare, slow path)
             checkFinite(t.input(), shard, in.shard().data());
             throw e;
           }
-          out.add(new Tuple2<>(s, absmax));
+          out.add(new Tuple2<>(s, partial));
         }
       }
     }

@@ -20,7 +20,7 @@ import shardquant.plan.Plan;
  */
 final class Progress extends SparkListener {
   static final String QUANTIZE_RDD = "shardquant quantize";
-  static final String ABSMAX_RDD = "shardquant nf4 absmax";
+  static final String FIRST_PASS_RDD = "shardquant first pass";
   static final String ASSEMBLE_RDD = "shardquant assemble";
 
   private final Plan plan;
@@ -69,7 +69,7 @@ final class Progress extends SparkListener {
     scala.collection.Iterator<RDDInfo> it = e.stageInfo().rddInfos().iterator();
     while (it.hasNext()) {
       String name = it.next().name();
-      if (name.equals(QUANTIZE_RDD) || name.equals(ASSEMBLE_RDD) || name.equals(ABSMAX_RDD)) {
+      if (name.equals(QUANTIZE_RDD) || name.equals(ASSEMBLE_RDD) || name.equals(FIRST_PASS_RDD)) {
         stageKinds.put(e.stageInfo().stageId(), name);
       }
     }

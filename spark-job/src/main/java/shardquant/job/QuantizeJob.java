@@ -23,8 +23,7 @@ import shardquant.exec.FileResult;
 import shardquant.exec.ShardQuantizer;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
-import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.repack.Int4Layout;
 import shardquant.plan.InputCheckpoint;
 import shardquant.plan.ModelFiles;
@@ -34,7 +33,7 @@ import shardquant.plan.Planner;
 
 /**
  * The quantize job on the driver: plan from headers, ready the output directory, run the Spark stages
- * (NF4's absmax pass, then quantize and assemble), and commit. The repack job is the same flow with
+ * (the recipe's first pass where it has one, then quantize and assemble), and commit. The repack job is the same flow with
  * its own plan. Errors in the user's input surface as
  * {@link UserError}, from the driver or from any executor.
  */
@@ -110,8 +109,8 @@ public final class QuantizeJob {
       try (JavaSparkContext sc = JobSparkContext.start(conf)) {
         Progress progress = new Progress(plan, groups, build, command, console, 2000);
         sc.sc().addSparkListener(progress);
-        Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe() == Recipe.NF4
-            ? nf4Means(sc, plan, groups, o.backend()) : Map.of();
+        Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe().firstPass().isPresent()
+            ? firstPass(sc, plan, groups, o.backend()) : Map.of();
         ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards(), o.backend());
         FileAssembler assembler = new FileAssembler(plan, out.path().toString());
         int[] files = build;
@@ -254,25 +253,28 @@ public final class QuantizeJob {
     return out.toArray(new int[0][]);
   }
 
-  /** NF4's scaler mean of a tensor from its shards' block absmax values; a tensor NF4 cannot hold is the user's error. */
-  public static float nf4Mean(shardquant.plan.InputTensor t, List<float[]> shardsInRowOrder) {
+  /**
+   * A tensor's statistics from its shards' first-pass partials, in row order (the recipe's
+   * {@link shardquant.kernels.quant.FirstPass#combine}); a tensor the recipe cannot hold is the user's error.
+   */
+  public static GlobalStats combine(shardquant.plan.InputTensor t, QuantConfig c, List<float[]> partialsInRowOrder) {
     try {
-      return Nf4Ref.scalerMean(t.dtype(), shardsInRowOrder);
+      return c.recipe().firstPass().orElseThrow().combine(t.dtype(), partialsInRowOrder);
     } catch (IllegalArgumentException e) {
       throw new UserError(Storage.display(t.file()) + ": tensor '" + t.name() + "': " + e.getMessage());
     }
   }
 
-  /** NF4's first pass: each tensor's scaler mean, from all its block absmax values in row order. */
-  private static Map<Integer, GlobalStats> nf4Means(JavaSparkContext sc, Plan plan, int[][] groups, String backend) {
-    ShardQuantizer absmax = new ShardQuantizer(plan, Map.of(), null, backend);
-    List<Tuple2<Integer, float[]>> blocks = sc.parallelize(Arrays.asList(groups), groups.length)
-        .flatMap(g -> absmax.blockAbsmax(g).iterator())
-        .setName(Progress.ABSMAX_RDD)
+  /** The recipe's first pass: each tensor's statistics, from all its shards' partials in row order. */
+  private static Map<Integer, GlobalStats> firstPass(JavaSparkContext sc, Plan plan, int[][] groups, String backend) {
+    ShardQuantizer partials = new ShardQuantizer(plan, Map.of(), null, backend);
+    List<Tuple2<Integer, float[]>> byShardList = sc.parallelize(Arrays.asList(groups), groups.length)
+        .flatMap(g -> partials.firstPass(g).iterator())
+        .setName(Progress.FIRST_PASS_RDD)
         .collect();
     Map<Integer, float[]> byShard = new HashMap<>();
-    blocks.forEach(b -> byShard.put(b._1(), b._2()));
-    Map<Integer, GlobalStats> means = new HashMap<>();
+    byShardList.forEach(b -> byShard.put(b._1(), b._2()));
+    Map<Integer, GlobalStats> stats = new HashMap<>();
     for (Plan.Tensor t : plan.tensors()) {
       if (!t.quantized() || !byShard.containsKey(t.firstShard())) {
         continue;
@@ -281,8 +283,8 @@ public final class QuantizeJob {
       for (int s = t.firstShard(); s < t.firstShard() + t.shardCount(); s++) {
         shards.add(byShard.get(s));
       }
-      means.put(t.index(), new GlobalStats(nf4Mean(t.input(), shards)));
+      stats.put(t.index(), combine(t.input(), plan.config(), shards));
     }
-    return means;
+    return stats;
   }
 }

@@ -1,5 +1,7 @@
 package shardquant.kernels.backend;
 
+import java.util.List;
+import shardquant.kernels.quant.FirstPass;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -8,9 +10,9 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * Where a row shard is quantized: the scalar reference, the CPU SIMD kernels, (later) CUDA. Every
- * backend gives the reference's bytes and the reference's {@link QuantStats}, exactly; tests hold each
- * against the reference.
+ * Where a row shard is quantized: the scalar reference, the CPU SIMD kernels, CUDA. Every backend
+ * gives the reference's bytes and the reference's {@link QuantStats}, exactly; tests hold each against
+ * the reference.
  */
 public interface Backend {
   /** {@code reference}, {@code cpu-simd}, ... */
@@ -22,6 +24,21 @@ public interface Backend {
   /** As {@link shardquant.kernels.quant.RecipeKernel#quantize}: the shard's parts, and its verification sums added to {@code stats}. */
   QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats);
 
-  /** NF4's first pass over a shard: {@link shardquant.kernels.quant.Nf4Ref#blockAbsmax}. */
-  float[] nf4BlockAbsmax(Tensor rows);
+  /**
+   * The shard's partial of its recipe's first pass: {@link FirstPass#partial}'s floats, exactly. Only
+   * for a recipe that has one ({@link Recipe#firstPass}); for others an IllegalArgumentException.
+   */
+  float[] firstPass(QuantConfig c, Tensor rows);
+
+  /**
+   * The statistics a tensor's shards are quantized with, from all its row shards (at least one, in
+   * row order) held here at once: its recipe's first pass on this backend, combined; {@link GlobalStats#NONE}
+   * for a recipe without one. For benches and tests; the job runs the partials on executors and
+   * combines them on the driver.
+   */
+  default GlobalStats globalStats(QuantConfig c, List<Tensor> shardsInRowOrder) {
+    return c.recipe().firstPass()
+        .map(p -> p.combine(shardsInRowOrder.get(0).dtype(), shardsInRowOrder.stream().map(s -> firstPass(c, s)).toList()))
+        .orElse(GlobalStats.NONE);
+  }
 }

@@ -218,7 +218,7 @@ public final class Backends {
       }
     }
     Map<Recipe, String> failed = SelfCheck.failures(recipes, SelfCheck.awkward(), ReferenceBackend.INSTANCE,
-        checkedCopy::quantize, checkedCopy::nf4BlockAbsmax);
+        checkedCopy::quantize, checkedCopy::firstPass);
     if (!failed.isEmpty()) {
       // one line, recipes grouped by reason (a missing method fails them all the same way)
       Map<String, List<String>> byReason = new LinkedHashMap<>();

@@ -75,23 +75,23 @@ final class CheckedBackend implements Backend {
   }
 
   @Override
-  public float[] nf4BlockAbsmax(Tensor rows) {
-    if (!isOff(Recipe.NF4)) {
+  public float[] firstPass(QuantConfig c, Tensor rows) {
+    if (!isOff(c.recipe())) {
       try {
-        return fast.nf4BlockAbsmax(rows);
+        return fast.firstPass(c, rows);
       } catch (Throwable fastFailure) {
-        float[] absmax;
+        float[] partial;
         try {
-          absmax = reference.nf4BlockAbsmax(rows);
+          partial = reference.firstPass(c, rows);
         } catch (RuntimeException | Error referenceFailure) {
           throw inputFault(fastFailure, referenceFailure);
         }
-        turnOff(Recipe.NF4, "its block absmax failed on a " + rows + " that the reference reads: "
+        turnOff(c.recipe(), "its first pass failed on a " + rows + " that the reference reads: "
             + SelfCheck.firstLine(fastFailure), fastFailure);
-        return absmax;
+        return partial;
       }
     }
-    return reference.nf4BlockAbsmax(rows);
+    return reference.firstPass(c, rows);
   }
 
   /** The error for an input both backends throw on: the fast kernel's refusal where it gave one, else the reference's. */

@@ -7,10 +7,8 @@ import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.function.Function;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -35,9 +33,15 @@ public final class SelfCheck {
     QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats);
   }
 
+  /** A candidate's first-pass partial; null where it declines the shard. */
+  @FunctionalInterface
+  public interface FirstPasser {
+    float[] firstPass(QuantConfig c, Tensor rows);
+  }
+
   /**
    * [64, 512] of bf16, f16 and f32: rows of magnitudes 1e-3 to 10, one outlier column, every recipe's
-   * default group size, NF4's two 16384-element groups.
+   * default group size and row alignment (twice the largest, 16384 elements).
    */
   public static List<Tensor> regular() {
     Random r = new Random(5);
@@ -50,7 +54,7 @@ public final class SelfCheck {
 
   /**
    * Smaller shards of every path of the CPU kernels: [32, 512] of bf16, f16 and f32 (as {@link #regular()},
-   * one NF4 group), [5, 300] of each (a tail of 4 after whole vectors, rows longer than the SIMD kernels'
+   * the largest row alignment once), [5, 300] of each (a tail of 4 after whole vectors, rows longer than the SIMD kernels'
    * 256-element chunk, int4-tile-packed's padding of N and K, a zero row), and bf16 [48, 384] (int4-cpu's
    * short last block of 48 rows, three groups a row). Cold, on the SIMD kernels and the reference, this
    * takes about a second, most of it the JIT warming up the kernels as the first shards would.
@@ -81,7 +85,7 @@ public final class SelfCheck {
    * {@code trusted}; returns the recipes whose candidate differed or threw, with why (one line).
    */
   public static Map<Recipe, String> failures(Collection<Recipe> recipes, List<Tensor> samples, Backend trusted,
-      Quantizer candidate, Function<Tensor, float[]> candidateNf4Absmax) {
+      Quantizer candidate, FirstPasser candidateFirstPass) {
     Map<Recipe, String> failed = new EnumMap<>(Recipe.class);
     for (Recipe recipe : recipes) {
       QuantConfig c = QuantConfig.of(recipe);
@@ -91,7 +95,7 @@ public final class SelfCheck {
         }
         String problem;
         try {
-          problem = compare(trusted, candidate, candidateNf4Absmax, w, c);
+          problem = compare(trusted, candidate, candidateFirstPass, w, c);
         } catch (Throwable e) { // whatever a broken kernel throws, LinkageError and JIT errors included
           problem = "the kernel failed on a " + w + ": " + firstLine(e);
         }
@@ -115,15 +119,15 @@ public final class SelfCheck {
     return e.getClass().getName() + (m == null ? "" : ": " + m.lines().findFirst().orElse(""));
   }
 
-  private static String compare(Backend trusted, Quantizer candidate, Function<Tensor, float[]> candidateNf4Absmax,
-      Tensor w, QuantConfig c) {
+  private static String compare(Backend trusted, Quantizer candidate, FirstPasser candidateFirstPass, Tensor w,
+      QuantConfig c) {
     GlobalStats g = GlobalStats.NONE;
-    if (c.recipe() == Recipe.NF4) {
-      float[] want = trusted.nf4BlockAbsmax(w);
-      if (!Arrays.equals(want, candidateNf4Absmax.apply(w))) {
-        return "NF4 block absmax of a " + w + " differs";
+    if (c.recipe().firstPass().isPresent()) {
+      float[] want = trusted.firstPass(c, w);
+      if (!Arrays.equals(want, candidateFirstPass.firstPass(c, w))) {
+        return "the first pass of a " + w + " differs";
       }
-      g = new GlobalStats(Nf4Ref.scalerMean(w.dtype(), want));
+      g = c.recipe().firstPass().get().combine(w.dtype(), List.of(want));
     }
     QuantStats wantStats = new QuantStats();
     QuantizedTensor want = trusted.quantize(w, c, g, wantStats);

@@ -21,7 +21,6 @@ import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.RecipeKernel;
@@ -56,7 +55,7 @@ public final class KernelBench {
   /** One weight matrix of the layer: [N out features, K in features]. */
   public record Matrix(String name, Tensor weights) {}
 
-  /** A row shard to quantize, with its tensor's global statistics (NF4's scaler mean). */
+  /** A row shard to quantize, with its tensor's global statistics (from its recipe's first pass, if any). */
   public record Shard(Tensor rows, GlobalStats global) {}
 
   /** {@code bench <what>: X GB/s input, Y of memcpy}: Y is the copy's time over the kernel's. */
@@ -220,11 +219,9 @@ public final class KernelBench {
     return out;
   }
 
-  /** A tensor's global statistics from all its row shards, on {@code backend}: NF4's scaler mean, or none. */
+  /** A tensor's global statistics from all its row shards, on {@code backend}: its recipe's first pass, or none. */
   public static GlobalStats firstPass(List<Tensor> rows, QuantConfig c, Backend backend) {
-    return c.recipe() == Recipe.NF4
-        ? new GlobalStats(Nf4Ref.scalerMean(rows.get(0).dtype(), rows.stream().map(backend::nf4BlockAbsmax).toList()))
-        : GlobalStats.NONE;
+    return backend.globalStats(c, rows);
   }
 
   /** One thread: the best copy and the best kernel time of {@value #REPETITIONS}, alternating, after a warm-up. */

@@ -1,7 +1,6 @@
 package shardquant.kernels.quant;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
@@ -56,11 +55,8 @@ final class Int8Recipe implements RecipeKernel {
     Tensor q = AffineQuantRef.quantize(rows, spec, qp, clipped);
     stats.addRows(rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
     long[] perRow = {rows.rows(), 1};
-    Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("zero_point", qp.zeroPoint().reshape(perRow));
-    parts.put("qdata", q);
-    parts.put("scale", qp.scale().reshape(perRow));
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
+    return QuantizedTensor.of(c, rows.shape(), rows.dtype(),
+        Map.of("zero_point", qp.zeroPoint().reshape(perRow), "qdata", q, "scale", qp.scale().reshape(perRow)));
   }
 
   @Override

@@ -1,7 +1,6 @@
 package shardquant.kernels.quant;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
@@ -64,11 +63,8 @@ final class IntxRecipe implements RecipeKernel {
     long[] clipped = new long[Math.toIntExact(rows.rows())];
     Tensor q = AffineQuantRef.quantize(rows, spec, qp, clipped);
     stats.addRows(rows, AffineQuantRef.dequantize(q, spec, qp, rows.dtype()), clipped, rows.rows(), rows.cols());
-    Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("qdata", q);
-    parts.put("scale", qp.scale());
-    parts.put("zero_point", qp.zeroPoint());
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
+    return QuantizedTensor.of(c, rows.shape(), rows.dtype(),
+        Map.of("qdata", q, "scale", qp.scale(), "zero_point", qp.zeroPoint()));
   }
 
   @Override

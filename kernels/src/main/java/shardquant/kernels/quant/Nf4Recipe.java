@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
@@ -11,13 +12,31 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * {@code nf4}: torchao's {@code to_nf4(w, 64, 256)} through {@link Nf4Ref}. Parts are flat, in
  * NF4Tensor's {@code __tensor_flatten__} order; a row shard holds whole groups of 64·256 elements, and
- * the table and the scaler mean are the same in every shard. The scaler mean comes from a first pass
- * ({@link Nf4Ref#blockAbsmax} on every shard, {@link Nf4Ref#scalerMean} on the driver).
+ * the table and the scaler mean are the same in every shard. The scaler mean comes from its
+ * {@link #firstPass}: {@link Nf4Ref#blockAbsmax} of every shard, {@link Nf4Ref#scalerMean} of them all on
+ * the driver.
  */
 final class Nf4Recipe implements RecipeKernel {
   static final Nf4Recipe INSTANCE = new Nf4Recipe();
 
+  private static final FirstPass SCALER_MEAN = new FirstPass() {
+    @Override
+    public float[] partial(Tensor rows) {
+      return Nf4Ref.blockAbsmax(rows);
+    }
+
+    @Override
+    public GlobalStats combine(DType dtype, List<float[]> partialsInRowOrder) {
+      return new GlobalStats(Nf4Ref.scalerMean(dtype, partialsInRowOrder));
+    }
+  };
+
   private Nf4Recipe() {}
+
+  @Override
+  public Optional<FirstPass> firstPass() {
+    return Optional.of(SCALER_MEAN);
+  }
 
   @Override
   public long rowAlignment(long cols, QuantConfig c) {
@@ -55,7 +74,7 @@ final class Nf4Recipe implements RecipeKernel {
       throw new IllegalArgumentException("nf4 needs the tensor's scaler mean from a first pass (Nf4Ref.scalerMean)");
     }
     Nf4Tensor q = Nf4Ref.quantize(rows, global.scalerMean());
-    QuantizedTensor result = new QuantizedTensor(c, rows.shape(), rows.dtype(), parts(q));
+    QuantizedTensor result = QuantizedTensor.of(c, rows.shape(), rows.dtype(), parts(q));
     stats.addRows(rows, Nf4Ref.dequantize(q), new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
     return result;
   }

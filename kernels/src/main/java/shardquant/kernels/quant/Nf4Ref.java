@@ -187,6 +187,19 @@ public final class Nf4Ref {
   }
 
   /**
+   * Writes the two parts every shard holds whole into {@code q} (as {@link QuantizedTensor#allocate}
+   * gives it): {@code scaler_mean}, the whole tensor's, and the {@code nf4} table, in the weight's dtype.
+   */
+  public static void writeReplicated(QuantizedTensor q, float scalerMean) {
+    q.part("scaler_mean").setFloat(0, scalerMean);
+    float[] table = table(q.originalDType());
+    Tensor nf4 = q.part("nf4");
+    for (int i = 0; i < table.length; i++) {
+      nf4.setFloat(i, table[i]);
+    }
+  }
+
+  /**
    * {@code get_original_weight()}: {@code nf4[code] * (q / quantization_factor + scaler_mean)}, each op
    * rounded to the dtype ({@code dequantize_scalers}, then the product). Works on a row shard alone,
    * since it carries the whole tensor's mean.

@@ -2,6 +2,7 @@ package shardquant.kernels.quant;
 
 import java.util.Arrays;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.tensor.Tensor;
 
 /**
  * One stored part of a quantized tensor: its torchao data name, dtype and shape, and which of its
@@ -22,6 +23,15 @@ public record PartSpec(String name, DType dtype, long[] shape, int rowDim) {
   @Override
   public long[] shape() {
     return shape.clone();
+  }
+
+  public long byteSize() {
+    return Tensor.numel(shape) * dtype.byteSize();
+  }
+
+  /** A zeroed host tensor of this part's dtype and shape, for a kernel to write. */
+  public Tensor allocate() {
+    return Tensor.allocate(dtype, shape);
   }
 
   @Override

@@ -3,6 +3,7 @@ package shardquant.kernels.quant;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
@@ -20,7 +21,7 @@ public final class QuantizedTensor {
   private final Map<String, Tensor> parts;
 
   public QuantizedTensor(QuantConfig config, long[] shape, DType originalDType, Map<String, Tensor> parts) {
-    if (!config.recipe().dataNames().equals(java.util.List.copyOf(parts.keySet()))) {
+    if (!config.recipe().dataNames().equals(List.copyOf(parts.keySet()))) {
       throw new IllegalArgumentException(config.recipe().cliName() + " stores " + config.recipe().dataNames()
           + ", got parts " + parts.keySet());
     }
@@ -28,6 +29,48 @@ public final class QuantizedTensor {
     this.shape = shape.clone();
     this.originalDType = originalDType;
     this.parts = Collections.unmodifiableMap(new LinkedHashMap<>(parts));
+  }
+
+  /**
+   * The host parts of quantizing {@code rows} with {@code c}, zeroed, as the recipe declares them
+   * ({@link RecipeKernel#parts}: names, dtypes and shapes): every backend's kernels write their output
+   * into these, so a part is typed once, in its recipe.
+   */
+  public static QuantizedTensor allocate(QuantConfig c, Tensor rows) {
+    Map<String, Tensor> parts = new LinkedHashMap<>();
+    for (PartSpec p : declared(c, rows.shape(), rows.dtype())) {
+      parts.put(p.name(), p.allocate());
+    }
+    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
+  }
+
+  /**
+   * The host tensor of quantizing a tensor (or row shard) of {@code shape} and {@code dtype} with
+   * {@code c}, from parts computed by name: put in the order the recipe declares them
+   * ({@link RecipeKernel#parts}), each checked to have its declared dtype and shape.
+   */
+  public static QuantizedTensor of(QuantConfig c, long[] shape, DType dtype, Map<String, Tensor> byName) {
+    List<PartSpec> specs = declared(c, shape, dtype);
+    Map<String, Tensor> parts = new LinkedHashMap<>();
+    for (PartSpec p : specs) {
+      Tensor t = byName.get(p.name());
+      if (t == null || t.dtype() != p.dtype() || !Arrays.equals(t.shape(), p.shape())) {
+        throw new IllegalArgumentException(p.name() + " must be " + p.dtype().torchName() + Arrays.toString(p.shape())
+            + ", got " + t);
+      }
+      parts.put(p.name(), t);
+    }
+    if (byName.size() != specs.size()) {
+      throw new IllegalArgumentException(c.recipe().cliName() + " stores " + c.recipe().dataNames() + ", got parts "
+          + byName.keySet());
+    }
+    return new QuantizedTensor(c, shape, dtype, parts);
+  }
+
+  /** The recipe's parts for {@code shape}: [rows, cols], or a 1-D tensor as one column. */
+  private static List<PartSpec> declared(QuantConfig c, long[] shape, DType dtype) {
+    boolean matrix = shape.length == 2;
+    return c.recipe().kernel().parts(matrix ? shape[0] : Tensor.numel(shape), matrix ? shape[1] : 1, dtype, c);
   }
 
   public QuantConfig config() {

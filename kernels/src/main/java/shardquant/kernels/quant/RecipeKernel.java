@@ -2,6 +2,7 @@ package shardquant.kernels.quant;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.List;
+import java.util.Optional;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
@@ -22,9 +23,16 @@ public interface RecipeKernel {
   List<PartSpec> parts(long rows, long cols, DType dtype, QuantConfig c);
 
   /**
-   * Quantizes a 2-D row shard. {@code global} carries the tensor-wide statistics a recipe needs from a
-   * first pass (NF4's scaler mean); recipes without one ignore it. Adds the shard's verification sums
-   * to {@code stats}.
+   * The recipe's tensor-global first pass, where it has one: then every shard's {@link #quantize} needs
+   * the {@link GlobalStats} it combines. Most recipes quantize each shard alone.
+   */
+  default Optional<FirstPass> firstPass() {
+    return Optional.empty();
+  }
+
+  /**
+   * Quantizes a 2-D row shard. {@code global} carries the tensor-wide statistics of the recipe's
+   * {@link #firstPass}; recipes without one ignore it. Adds the shard's verification sums to {@code stats}.
    */
   QuantizedTensor quantize(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats);
 

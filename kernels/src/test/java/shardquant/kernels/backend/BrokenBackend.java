@@ -67,11 +67,11 @@ public final class BrokenBackend implements Backend {
   }
 
   @Override
-  public float[] nf4BlockAbsmax(Tensor rows) {
-    if (recipes.contains(Recipe.NF4) && shards.test(rows) && fault == Fault.NO_SUCH_METHOD) {
+  public float[] firstPass(QuantConfig c, Tensor rows) {
+    if (recipes.contains(c.recipe()) && shards.test(rows) && fault == Fault.NO_SUCH_METHOD) {
       throw noSuchMethod();
     }
-    return real.nf4BlockAbsmax(rows);
+    return real.firstPass(c, rows);
   }
 
   private static NoSuchMethodError noSuchMethod() {

@@ -59,8 +59,8 @@ class KernelBenchTest {
     }
 
     @Override
-    public float[] nf4BlockAbsmax(Tensor rows) {
-      return Backends.cpu().nf4BlockAbsmax(rows);
+    public float[] firstPass(QuantConfig c, Tensor rows) {
+      return Backends.cpu().firstPass(c, rows);
     }
   }
 

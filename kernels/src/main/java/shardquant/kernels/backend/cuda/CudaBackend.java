@@ -109,7 +109,7 @@ public final class CudaBackend implements Backend {
    */
   Map<Recipe, String> selfCheck(Backend cpu) {
     Map<Recipe, String> failed = SelfCheck.failures(new ArrayList<>(recipes.keySet()), SelfCheck.regular(), cpu,
-        this::quantizeOnDevice, this::nf4BlockAbsmaxOnDevice);
+        this::quantizeOnDevice, this::firstPassOnDevice);
     failed.forEach((recipe, problem) -> {
       recipes.remove(recipe);
       disabled.put(recipe, problem);
@@ -192,41 +192,38 @@ public final class CudaBackend implements Backend {
 
   /** The shard on the GPU, or null where it must run on the CPU; device errors propagate. */
   private QuantizedTensor quantizeOnDevice(Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats) {
-    CudaRecipe r = recipes.get(c.recipe());
-    if (r == null || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
-      return null;
-    }
-    slots.acquireUninterruptibly();
-    try {
-      return r.quantize(gpu, rows, c, global, stats);
-    } finally {
-      slots.release();
-    }
+    return onDevice(rows, c, r -> r.quantize(gpu, rows, c, global, stats));
   }
 
   @Override
-  public float[] nf4BlockAbsmax(Tensor rows) {
+  public float[] firstPass(QuantConfig c, Tensor rows) {
     if (failure == null) {
       try {
-        float[] absmax = nf4BlockAbsmaxOnDevice(rows);
-        if (absmax != null) {
-          return absmax;
+        float[] partial = firstPassOnDevice(c, rows);
+        if (partial != null) {
+          return partial;
         }
       } catch (RuntimeException e) {
         fail(e);
       }
     }
     cpuAnswers.increment();
-    return Backends.cpu().nf4BlockAbsmax(rows);
+    return Backends.cpu().firstPass(c, rows);
   }
 
-  private float[] nf4BlockAbsmaxOnDevice(Tensor rows) {
-    if (!(recipes.get(Recipe.NF4) instanceof CudaNf4 nf4) || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
+  private float[] firstPassOnDevice(QuantConfig c, Tensor rows) {
+    return onDevice(rows, c, r -> r.firstPass(gpu, rows, c));
+  }
+
+  /** {@code work} with the recipe's kernels in one of the GPU's slots; null where the kernels do not take the shard. */
+  private <T> T onDevice(Tensor rows, QuantConfig c, java.util.function.Function<CudaRecipe, T> work) {
+    CudaRecipe r = recipes.get(c.recipe());
+    if (r == null || !CudaKernels.takes(rows.dtype()) || rows.rank() != 2) {
       return null;
     }
     slots.acquireUninterruptibly();
     try {
-      return nf4.blockAbsmax(gpu, rows);
+      return work.apply(r);
     } finally {
       slots.release();
     }
@@ -250,7 +247,7 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * Calls of {@link #quantize} and {@link #nf4BlockAbsmax} answered by the CPU backend so far: the recipe
+   * Calls of {@link #quantize} and {@link #firstPass} answered by the CPU backend so far: the recipe
    * has no kernel here, the kernels do not take the shard (dtype, rank, NaN or infinity), or the GPU
    * failed ({@link #failure}), also midway through a shard. Tests check a shard ran on the GPU throughout.
    */

@@ -1,10 +1,9 @@
 package shardquant.kernels.backend.cuda;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
-import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
 import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.tensor.Tensor;
@@ -20,9 +19,10 @@ final class CudaInt8 implements CudaRecipe {
     int n = Math.toIntExact(rows.rows());
     int k = Math.toIntExact(rows.cols());
     CudaDevice dev = gpu.device();
+    Map<String, PartSpec> declared = CudaRecipe.declared(c, rows);
     try (CudaShard shard = gpu.shard(rows)) {
-      CudaDevice.Memory q = shard.alloc((long) n * k);
-      CudaDevice.Memory scale = shard.alloc(4L * n);
+      CudaDevice.Memory q = CudaRecipe.alloc(shard, declared, "qdata");
+      CudaDevice.Memory scale = CudaRecipe.alloc(shard, declared, "scale");
       CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
       float eps = (float) AffineSpec.defaultEps(rows.dtype());
       int dtype = CudaKernels.dtype(rows.dtype());
@@ -33,12 +33,7 @@ final class CudaInt8 implements CudaRecipe {
         return null;
       }
       sums.addTo(stats, k);
-      long[] perRow = {n, 1};
-      Map<String, Tensor> parts = new LinkedHashMap<>();
-      parts.put("zero_point", Tensor.allocate(DType.I8, perRow));
-      parts.put("qdata", shard.downloadTensor(q, 0, DType.I8, n, k));
-      parts.put("scale", shard.downloadTensor(scale, 0, DType.F32, perRow));
-      return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
+      return CudaRecipe.download(shard, c, rows, declared, Map.of("qdata", q, "scale", scale)); // zero_point 0: symmetric
     }
   }
 }

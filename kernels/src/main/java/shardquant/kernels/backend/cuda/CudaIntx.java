@@ -1,6 +1,5 @@
 package shardquant.kernels.backend.cuda;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.AffineSpec;
@@ -34,11 +33,8 @@ final class CudaIntx implements CudaRecipe {
     if (p == null) {
       return null;
     }
-    Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("qdata", p.qdata());
-    parts.put("scale", p.scale());
-    parts.put("zero_point", p.zeroPoint());
-    return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
+    return QuantizedTensor.of(c, rows.shape(), rows.dtype(),
+        Map.of("qdata", p.qdata(), "scale", p.scale(), "zero_point", p.zeroPoint()));
   }
 
   /**

@@ -3,11 +3,11 @@ package shardquant.kernels.backend.cuda;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.EnumMap;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
+import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.tensor.Tensor;
@@ -42,15 +42,12 @@ final class CudaNf4 implements CudaRecipe {
       PARAMS_BY_DTYPE.put(d, p);
     }
   }
-
-
-
-
   /**
    * The first pass, {@link Nf4Ref#blockAbsmax} of a 2-D floating shard; null when the CPU backend must
    * answer instead (no whole blocks, no elements, or a NaN or infinite weight, which it refuses).
    */
-  float[] blockAbsmax(Gpu gpu, Tensor rows) {
+  @Override
+  public float[] firstPass(Gpu gpu, Tensor rows, QuantConfig c) {
     long numel = rows.numel();
     if (numel == 0 || numel % BLOCK != 0) {
       return null;
@@ -92,12 +89,13 @@ final class CudaNf4 implements CudaRecipe {
     int groups = Math.toIntExact(numel / GROUP);
     int blocks = Math.toIntExact(numel / BLOCK);
     CudaDevice dev = gpu.device();
+    Map<String, PartSpec> declared = CudaRecipe.declared(c, rows);
     try (CudaShard shard = gpu.shard(rows)) {
       CudaDevice.Memory params = shard.alloc(4L * PARAMS);
       upload(dev, PARAMS_BY_DTYPE.get(d), params);
-      CudaDevice.Memory data = shard.alloc(numel / 2);
-      CudaDevice.Memory qscalers = shard.alloc(blocks);
-      CudaDevice.Memory factors = shard.alloc((long) groups * d.byteSize());
+      CudaDevice.Memory data = CudaRecipe.alloc(shard, declared, "quantized_data");
+      CudaDevice.Memory qscalers = CudaRecipe.alloc(shard, declared, "quantized_scalers");
+      CudaDevice.Memory factors = CudaRecipe.alloc(shard, declared, "quantization_factor");
       CudaDevice.Memory scalerDq = shard.alloc(4L * blocks);
       CudaDevice.Memory bad = shard.alloc(4L * groups);
       CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
@@ -120,13 +118,10 @@ final class CudaNf4 implements CudaRecipe {
       }
       CudaRowStats sums = shard.downloadStats(rowStats);
       sums.addTo(stats, k);
-      Map<String, Tensor> parts = new LinkedHashMap<>();
-      parts.put("quantized_data", shard.downloadTensor(data, 0, DType.U8, numel / 2));
-      parts.put("scaler_mean", Tensor.fromFloats(d, new long[0], new float[] {mean}));
-      parts.put("quantization_factor", shard.downloadTensor(factors, 0, d, groups));
-      parts.put("quantized_scalers", shard.downloadTensor(qscalers, 0, DType.I8, blocks));
-      parts.put("nf4", Tensor.fromFloats(d, new long[] {CODES}, Nf4Ref.table(d)));
-      return new QuantizedTensor(c, rows.shape(), d, parts);
+      QuantizedTensor out = CudaRecipe.download(shard, c, rows, declared,
+          Map.of("quantized_data", data, "quantized_scalers", qscalers, "quantization_factor", factors));
+      Nf4Ref.writeReplicated(out, mean);
+      return out;
     }
   }
 

@@ -1,6 +1,9 @@
 package shardquant.kernels.backend.cuda;
 
+import java.util.LinkedHashMap;
+import java.util.Map;
 import shardquant.kernels.quant.GlobalStats;
+import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.tensor.Tensor;
@@ -14,4 +17,40 @@ interface CudaRecipe {
    * NaN or infinity, which the CPU backend refuses with the reference's message).
    */
   QuantizedTensor quantize(Gpu gpu, Tensor rows, QuantConfig c, GlobalStats global, QuantStats stats);
+
+  /**
+   * The shard's first-pass partial ({@link shardquant.kernels.backend.Backend#firstPass}), or null where
+   * the CPU backend must answer: a shard the kernel does not take, or a recipe with no first-pass kernel.
+   */
+  default float[] firstPass(Gpu gpu, Tensor rows, QuantConfig c) {
+    return null;
+  }
+
+  /** The parts the recipe declares for {@code rows} ({@link shardquant.kernels.quant.RecipeKernel#parts}), by name. */
+  static Map<String, PartSpec> declared(QuantConfig c, Tensor rows) {
+    Map<String, PartSpec> parts = new LinkedHashMap<>();
+    for (PartSpec p : c.recipe().kernel().parts(rows.rows(), rows.cols(), rows.dtype(), c)) {
+      parts.put(p.name(), p);
+    }
+    return parts;
+  }
+
+  /** Device memory on {@code shard} for the declared part {@code name}. */
+  static CudaDevice.Memory alloc(CudaShard shard, Map<String, PartSpec> declared, String name) {
+    return shard.alloc(declared.get(name).byteSize());
+  }
+
+  /**
+   * The shard's parts in their declared order: those the kernels wrote ({@code onDevice}) downloaded,
+   * the rest zeroed on the host (a symmetric zero point, or parts the caller fills).
+   */
+  static QuantizedTensor download(CudaShard shard, QuantConfig c, Tensor rows, Map<String, PartSpec> declared,
+      Map<String, CudaDevice.Memory> onDevice) {
+    Map<String, Tensor> parts = new LinkedHashMap<>();
+    for (PartSpec p : declared.values()) {
+      CudaDevice.Memory m = onDevice.get(p.name());
+      parts.put(p.name(), m != null ? shard.downloadTensor(m, 0, p.dtype(), p.shape()) : p.allocate());
+    }
+    return QuantizedTensor.of(c, rows.shape(), rows.dtype(), parts);
+  }
 }

@@ -2,7 +2,6 @@ package shardquant.kernels.backend.reference;
 
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.quant.GlobalStats;
-import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
@@ -31,7 +30,9 @@ public final class ReferenceBackend implements Backend {
   }
 
   @Override
-  public float[] nf4BlockAbsmax(Tensor rows) {
-    return Nf4Ref.blockAbsmax(rows);
+  public float[] firstPass(QuantConfig c, Tensor rows) {
+    return c.recipe().firstPass()
+        .orElseThrow(() -> new IllegalArgumentException(c.recipe().cliName() + " has no first pass"))
+        .partial(rows);
   }
 }

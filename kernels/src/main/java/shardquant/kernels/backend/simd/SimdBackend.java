@@ -53,7 +53,8 @@ public final class SimdBackend implements Backend {
   }
 
   @Override
-  public float[] nf4BlockAbsmax(Tensor rows) {
-    return SimdNf4.blockAbsmax(rows);
+  public float[] firstPass(QuantConfig c, Tensor rows) {
+    SimdKernel k = kernels.get(c.recipe());
+    return k != null ? k.firstPass(c, rows) : ReferenceBackend.INSTANCE.firstPass(c, rows);
   }
 }

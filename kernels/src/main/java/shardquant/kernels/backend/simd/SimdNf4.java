@@ -1,8 +1,6 @@
 package shardquant.kernels.backend.simd;
 
 import java.nio.ByteBuffer;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
@@ -44,10 +42,6 @@ final class SimdNf4 implements SimdKernel {
   private static final float[] F32_THRESHOLDS = Nf4Ref.codeThresholds(DType.F32);
   private static final float[] BF16_THRESHOLDS = Nf4Ref.codeThresholds(DType.BF16);
   private static final float[] F16_THRESHOLDS = Nf4Ref.codeThresholds(DType.F16);
-
-
-
-
   private static float[] thresholdsFor(DType dtype) {
     return switch (dtype) {
       case F32 -> F32_THRESHOLDS;
@@ -62,7 +56,8 @@ final class SimdNf4 implements SimdKernel {
   }
 
   /** The first pass, {@link Nf4Ref#blockAbsmax}. */
-  static float[] blockAbsmax(Tensor shard) {
+  @Override
+  public float[] firstPass(QuantConfig c, Tensor shard) {
     long numel = shard.numel();
     if (!readable(shard.dtype()) || shard.rank() < 1 || shard.rank() > 2 || numel % BLOCK != 0) {
       return Nf4Ref.blockAbsmax(shard);
@@ -102,7 +97,8 @@ final class SimdNf4 implements SimdKernel {
         || d.round(mean) != mean) {
       return ReferenceBackend.INSTANCE.quantize(rows, c, global, stats); // computes it, or says what is wrong
     }
-    Shard s = new Shard(rows, mean);
+    QuantizedTensor out = QuantizedTensor.allocate(c, rows);
+    Shard s = new Shard(rows, mean, out);
     for (int g = 0; g < s.groups; g++) {
       if (!s.group(g)) {
         return ReferenceBackend.INSTANCE.quantize(rows, c, global, stats); // throws, naming the element
@@ -112,13 +108,8 @@ final class SimdNf4 implements SimdKernel {
       s.unalignedRowStats();
     }
     stats.merge(s.stats);
-    Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("quantized_data", s.data);
-    parts.put("scaler_mean", Tensor.fromFloats(d, new long[0], new float[] {mean}));
-    parts.put("quantization_factor", s.factors);
-    parts.put("quantized_scalers", s.scalers);
-    parts.put("nf4", Tensor.fromFloats(d, new long[] {CODES}, Nf4Ref.table(d)));
-    return new QuantizedTensor(c, rows.shape(), d, parts);
+    Nf4Ref.writeReplicated(out, mean);
+    return out;
   }
 
   /** One call's state: the input, the output parts and the scratch arrays, reused group after group. */
@@ -150,7 +141,7 @@ final class SimdNf4 implements SimdKernel {
     final float[] codes = new float[BLOCK];
     int column;
 
-    Shard(Tensor rows, float mean) {
+    Shard(Tensor rows, float mean, QuantizedTensor out) {
       this.d = rows.dtype();
       this.mean = mean;
       this.in = new SimdLoad(rows);
@@ -160,9 +151,9 @@ final class SimdNf4 implements SimdKernel {
       this.fusedStats = cols % LANES == 0;
       this.thresholds = thresholdsFor(d);
       this.table = Nf4Ref.table(d);
-      this.data = Tensor.allocate(DType.U8, numel / 2);
-      this.scalers = Tensor.allocate(DType.I8, numel / BLOCK);
-      this.factors = Tensor.allocate(d, groups);
+      this.data = out.part("quantized_data");
+      this.scalers = out.part("quantized_scalers");
+      this.factors = out.part("quantization_factor");
       this.dataOut = data.bytes();
       this.scalersOut = scalers.bytes();
       this.shardScalers = fusedStats ? null : new float[numel / BLOCK];

@@ -51,7 +51,7 @@ class CudaNf4Test {
   private static void assertSameAbsmax(CudaBackend cuda, Tensor w, String what) {
     float[] want = Nf4Ref.blockAbsmax(w);
     long before = cuda.cpuAnswers();
-    float[] got = cuda.nf4BlockAbsmax(w);
+    float[] got = cuda.firstPass(NF4, w);
     CudaDifferential.assertRanOnDevice(cuda, before, what + " block absmax");
     assertArrayEquals(want, got, what + " block absmax on " + cuda);
     CudaDifferential.assertNoLeaks(cuda);
@@ -78,7 +78,7 @@ class CudaNf4Test {
   /** Both passes as the job runs them on one shard: device absmax, driver mean, device quantize. */
   private static void assertWholeTensor(CudaBackend cuda, Tensor w, String what) {
     assertSameAbsmax(cuda, w, what);
-    float mean = Nf4Ref.scalerMean(w.dtype(), cuda.nf4BlockAbsmax(w));
+    float mean = Nf4Ref.scalerMean(w.dtype(), cuda.firstPass(NF4, w));
     assertEquals(Nf4Ref.scalerMean(w.dtype(), Nf4Ref.blockAbsmax(w)), mean, what);
     assertSameAsReference(cuda, w, mean, what);
   }
@@ -281,7 +281,7 @@ class CudaNf4Test {
           float mean = golden.read("scaler_mean").getFloat(0);
           String what = p.getFileName().toString();
           if (t == Target.GPU) {
-            assertEquals(mean, Nf4Ref.scalerMean(w.dtype(), cuda.nf4BlockAbsmax(w)), what);
+            assertEquals(mean, Nf4Ref.scalerMean(w.dtype(), cuda.firstPass(NF4, w)), what);
           }
           assertSameAsReference(cuda, sample(t, w), mean, what);
           cases++;
@@ -301,7 +301,7 @@ class CudaNf4Test {
         v[G / 2 + 100] = bad; // in the second row, the group's second half
         Tensor w = Tensor.fromFloats(d, new long[] {2, G / 2}, v);
         assertEquals(assertThrows(IllegalArgumentException.class, () -> Nf4Ref.blockAbsmax(w)).getMessage(),
-            assertThrows(IllegalArgumentException.class, () -> cuda.nf4BlockAbsmax(w)).getMessage());
+            assertThrows(IllegalArgumentException.class, () -> cuda.firstPass(NF4, w)).getMessage());
         CudaDifferential.assertNoLeaks(cuda);
         assertSameRefusal(cuda, w, new GlobalStats(d.round(0.01f)));
       }
@@ -314,13 +314,13 @@ class CudaNf4Test {
     CudaBackend cuda = t.backend();
     Tensor w = weights(DType.BF16, 2, 64 * 3, 1);
     assertSameAbsmax(cuda, w, "blocks but not groups");
-    assertArrayEquals(Nf4Ref.blockAbsmax(w), cuda.nf4BlockAbsmax(w.reshape(2 * 64 * 3)), "1-D");
+    assertArrayEquals(Nf4Ref.blockAbsmax(w), cuda.firstPass(NF4, w.reshape(2 * 64 * 3)), "1-D");
     Tensor odd = Tensor.fromFloats(DType.BF16, new long[] {1, 100}, new float[100]);
     assertEquals(assertThrows(IllegalArgumentException.class, () -> Nf4Ref.blockAbsmax(odd)).getMessage(),
-        assertThrows(IllegalArgumentException.class, () -> cuda.nf4BlockAbsmax(odd)).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> cuda.firstPass(NF4, odd)).getMessage());
     Tensor i8 = Tensor.allocate(DType.I8, 1, 64);
     assertEquals(assertThrows(IllegalArgumentException.class, () -> Nf4Ref.blockAbsmax(i8)).getMessage(),
-        assertThrows(IllegalArgumentException.class, () -> cuda.nf4BlockAbsmax(i8)).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> cuda.firstPass(NF4, i8)).getMessage());
     assertSameRefusal(cuda, w, new GlobalStats(0.01f)); // not whole groups
     Tensor group = weights(DType.BF16, 4, G / 4, 2);
     assertSameRefusal(cuda, group, GlobalStats.NONE); // no first pass

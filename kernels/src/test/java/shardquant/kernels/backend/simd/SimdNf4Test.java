@@ -154,8 +154,8 @@ class SimdNf4Test {
 
   private static void assertSameAbsmax(Tensor w, String what) {
     float[] want = Nf4Ref.blockAbsmax(w);
-    assertArrayEquals(want, SIMD.nf4BlockAbsmax(w), what);
-    assertArrayEquals(want, SIMD.nf4BlockAbsmax(direct(w)), what + " (direct buffer)");
+    assertArrayEquals(want, SIMD.firstPass(NF4, w), what);
+    assertArrayEquals(want, SIMD.firstPass(NF4, direct(w)), what + " (direct buffer)");
   }
 
   /** The same tensor on a direct buffer. */
@@ -249,7 +249,7 @@ class SimdNf4Test {
       v[G + 100] = bad;
       Tensor w = Tensor.fromFloats(d, new long[] {2, G}, v);
       String want = assertThrows(IllegalArgumentException.class, () -> Nf4Ref.blockAbsmax(w)).getMessage();
-      assertEquals(want, assertThrows(IllegalArgumentException.class, () -> SIMD.nf4BlockAbsmax(w)).getMessage());
+      assertEquals(want, assertThrows(IllegalArgumentException.class, () -> SIMD.firstPass(NF4, w)).getMessage());
       QuantStats stats = new QuantStats();
       String wantQ = assertThrows(IllegalArgumentException.class,
           () -> ReferenceBackend.INSTANCE.quantize(w, NF4, new GlobalStats(0.01f), new QuantStats())).getMessage();
@@ -266,7 +266,7 @@ class SimdNf4Test {
     assertSameAbsmax(w.reshape(2 * 64 * 3), "1-D");
     Tensor odd = Tensor.fromFloats(DType.BF16, new long[] {1, 100}, new float[100]);
     assertEquals(assertThrows(IllegalArgumentException.class, () -> Nf4Ref.blockAbsmax(odd)).getMessage(),
-        assertThrows(IllegalArgumentException.class, () -> SIMD.nf4BlockAbsmax(odd)).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> SIMD.firstPass(NF4, odd)).getMessage());
     String want = assertThrows(IllegalArgumentException.class,
         () -> ReferenceBackend.INSTANCE.quantize(w, NF4, GlobalStats.NONE, new QuantStats())).getMessage();
     assertEquals(want, assertThrows(IllegalArgumentException.class,
@@ -286,7 +286,7 @@ class SimdNf4Test {
           float mean = golden.read("scaler_mean").getFloat(0);
           String what = p.getFileName().toString();
           assertSameAbsmax(w, what);
-          assertEquals(mean, Nf4Ref.scalerMean(w.dtype(), SIMD.nf4BlockAbsmax(w)), what);
+          assertEquals(mean, Nf4Ref.scalerMean(w.dtype(), SIMD.firstPass(NF4, w)), what);
           assertSameAsReference(w, mean, what);
           QuantizedTensor q = SIMD.quantize(w, NF4, new GlobalStats(mean), new QuantStats());
           for (String part : List.of("quantized_data", "quantized_scalers", "quantization_factor")) {
