@@ -1,13 +1,12 @@
 package shardquant.arrow;
 
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.Channels;
 import java.nio.channels.FileChannel;
+import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -21,7 +20,6 @@ import java.util.function.Function;
 import org.apache.arrow.flatbuf.MessageHeader;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorLoader;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ipc.ArrowFileReader;
@@ -196,23 +194,99 @@ public final class ArrowShards {
 
   /**
    * Arrow IPC stream bytes of one batch (schema + one record batch), for moving through Spark. A Java
-   * array holds under 2 GiB, which bounds the shard size this path can carry.
+   * array holds under 2 GiB, which bounds the shard size this path can carry. The stream is written
+   * twice: once to count its bytes (metadata only is built; no data is copied), then into an array of
+   * exactly that size, so the batch's buffers are copied once, straight into the array returned.
    */
   public static byte[] toIpcStream(ShardBatch<?> batch) {
-    VectorSchemaRoot root = batch.root();
-    long estimate = 4096;
-    for (FieldVector v : root.getFieldVectors()) {
-      estimate += v.getBufferSize();
+    ArrayChannel count = new ArrayChannel(null);
+    writeStream(batch.root(), count);
+    if (count.at > Integer.MAX_VALUE - 8) {
+      throw new IllegalArgumentException("a shard's Arrow IPC stream is " + count.at + " bytes, over the 2 GiB a Java array"
+          + " holds: use smaller shards");
     }
-    ByteArrayOutputStream bytes = new ByteArrayOutputStream((int) Math.min(estimate, Integer.MAX_VALUE - 8));
-    try (ArrowStreamWriter writer = new ArrowStreamWriter(root, null, Channels.newChannel(bytes))) {
+    ArrayChannel bytes = new ArrayChannel(new byte[(int) count.at]);
+    writeStream(batch.root(), bytes);
+    if (bytes.at != bytes.array.length) {
+      throw new IllegalStateException("the Arrow IPC stream came out " + bytes.at + " bytes the second time, "
+          + bytes.array.length + " the first");
+    }
+    return bytes.array;
+  }
+
+  private static void writeStream(VectorSchemaRoot root, WritableByteChannel out) {
+    try (ArrowStreamWriter writer = new ArrowStreamWriter(root, null, out)) {
       writer.start();
       writer.writeBatch();
       writer.end();
     } catch (IOException e) {
       throw new UncheckedIOException("writing an Arrow IPC stream to memory", e); // no real I/O happens
     }
-    return bytes.toByteArray();
+  }
+
+  /**
+   * A channel that writes into a byte array of the right size, or, given none, only counts. (Through
+   * {@code Channels.newChannel(ByteArrayOutputStream)} each buffer was copied into a scratch array, then
+   * into the stream's array, and once more by {@code toByteArray}.)
+   */
+  private static final class ArrayChannel implements WritableByteChannel {
+    private final byte[] array;
+    private long at;
+
+    ArrayChannel(byte[] array) {
+      this.array = array;
+    }
+
+    @Override
+    public int write(ByteBuffer src) throws IOException {
+      int n = src.remaining();
+      if (array == null) {
+        src.position(src.limit());
+      } else {
+        if (n > array.length - at) {
+          throw new IOException("the Arrow IPC stream outgrew the " + array.length + " bytes it was sized at");
+        }
+        src.get(array, (int) at, n);
+      }
+      at += n;
+      return n;
+    }
+
+    @Override
+    public boolean isOpen() {
+      return true;
+    }
+
+    @Override
+    public void close() {}
+  }
+
+  /** Reads a byte array into whatever buffer asks, one copy each (Channels.newChannel copies through a scratch array). */
+  private static final class ArrayReadChannel implements ReadableByteChannel {
+    private final ByteBuffer src;
+
+    ArrayReadChannel(byte[] bytes) {
+      this.src = ByteBuffer.wrap(bytes);
+    }
+
+    @Override
+    public int read(ByteBuffer dst) {
+      if (!src.hasRemaining()) {
+        return -1;
+      }
+      int n = Math.min(src.remaining(), dst.remaining());
+      dst.put(src.slice(src.position(), n));
+      src.position(src.position() + n);
+      return n;
+    }
+
+    @Override
+    public boolean isOpen() {
+      return true;
+    }
+
+    @Override
+    public void close() {}
   }
 
   /** Reads IPC stream bytes written by {@link #toIpcStream}; the kind and schema version must match. */
@@ -292,7 +366,7 @@ public final class ArrowShards {
     Objects.requireNonNull(ipcStream, "ipcStream");
     Objects.requireNonNull(allocator, "allocator");
     String source = "Arrow IPC stream of " + ipcStream.length + " bytes";
-    try (ReadChannel in = new ReadChannel(Channels.newChannel(new ByteArrayInputStream(ipcStream)))) {
+    try (ReadChannel in = new ReadChannel(new ArrayReadChannel(ipcStream))) {
       MessageMetadataResult first = MessageSerializer.readMessage(in);
       if (first == null || first.headerType() != MessageHeader.Schema) {
         throw new IllegalArgumentException(source + " does not start with an Arrow schema message");

@@ -34,7 +34,8 @@ import shardquant.plan.Plan;
  * Writes one output file from its shards (DESIGN.md, step 3). Every stored tensor's place is known
  * from the plan, so each arriving shard's pieces are written straight to their offsets in a
  * temporary file, in whatever order the shuffle delivers them; memory stays O(shard). The header
- * goes in last (its size was reserved), then the file is synced and renamed into place.
+ * goes in last (its size was reserved), with each stored tensor's CRC-32C, combined from the CRCs of
+ * the runs as they were written ({@link Crc32c}); then the file is synced and renamed into place.
  * Where each piece goes is {@link Placement}'s.
  */
 public final class FileAssembler implements Serializable {
@@ -63,11 +64,12 @@ public final class FileAssembler implements Serializable {
     boolean committed = false;
     try {
       Map<String, Long> written = new HashMap<>();
+      Crc32c.Runs crcs = new Crc32c.Runs();
       Map<Integer, QuantStats> stats = new LinkedHashMap<>();
       Map<Integer, Long> nanos = new HashMap<>();
       Map<Integer, String> backends = new HashMap<>();
       int pieces = 0;
-      try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE,
+      try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
           StandardOpenOption.TRUNCATE_EXISTING); BufferAllocator alloc = ArrowMemory.child("assemble-" + f.name())) {
         while (shards.hasNext()) {
           Tuple2<Integer, ShardPayload> next = shards.next();
@@ -78,7 +80,7 @@ public final class FileAssembler implements Serializable {
           Plan.Shard shard = plan.shards().get(p.shard());
           Plan.Tensor t = plan.tensorOf(shard);
           try (ShardBatch<QuantizedShard> b = ArrowShards.readQuantizedShard(p.arrowIpc(), alloc)) {
-            write(ch, f, t, shard, b.shard(), written);
+            write(ch, f, t, shard, b.shard(), written, crcs);
           }
           if (p.stats() != null) {
             stats.computeIfAbsent(t.index(), i -> new QuantStats()).merge(p.stats());
@@ -98,7 +100,7 @@ public final class FileAssembler implements Serializable {
             reports.put(t.input().name(), repackReport(t, nanos.getOrDefault(ti, 0L)));
           }
         }
-        byte[] header = f.header(reports, checksums(ch, f));
+        byte[] header = f.header(reports, checksums(f, crcs));
         ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
         writeAt(ch, len, 0);
         writeAt(ch, ByteBuffer.wrap(header), 8);
@@ -145,8 +147,9 @@ public final class FileAssembler implements Serializable {
             ShardQuantizer.REPACK_BACKEND, nanos);
   }
 
+  /** Writes a shard's pieces at their places, taking each run's CRC-32C on the way (nothing is read back). */
   private void write(FileChannel ch, OutputFile f, Plan.Tensor t, Plan.Shard shard, QuantizedShard q,
-      Map<String, Long> written) throws IOException {
+      Map<String, Long> written, Crc32c.Runs crcs) throws IOException {
     if (q.parts().size() != t.parts().size()) {
       throw new IllegalStateException(t.input().name() + ": shard has " + q.parts().size() + " parts, plan has " + t.parts().size());
     }
@@ -158,9 +161,11 @@ public final class FileAssembler implements Serializable {
       }
       ByteBuffer bytes = piece.data().bytes();
       long[] written0 = {0};
+      long partStart = f.dataStart() + part.offset();
       Placement.runs(plan, t, shard, i, piece.data().shape(), f.dataStart(), (from, to, length) -> {
         ByteBuffer src = bytes.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         src.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
+        crcs.add(part.key(), to - partStart, length, Crc32c.of(src));
         writeAt(ch, src, to);
         written0[0] += length;
       });
@@ -168,34 +173,13 @@ public final class FileAssembler implements Serializable {
     }
   }
 
-  /** CRC-32C of every stored tensor, read back from the assembled file (its pieces arrived in any order). */
-  static Map<String, Integer> checksums(FileChannel ch, OutputFile f) throws IOException {
+  /** CRC-32C of every stored tensor, combined from the runs written (its pieces arrived in any order). */
+  static Map<String, Integer> checksums(OutputFile f, Crc32c.Runs crcs) {
     Map<String, Integer> out = new HashMap<>();
-    ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
-    long at = f.dataStart();
     for (var d : f.declared()) {
-      out.put(d.name(), crc32c(ch, at, d.byteSize(), buf));
-      at += d.byteSize();
+      out.put(d.name(), crcs.crc(d.name(), d.byteSize()));
     }
     return out;
-  }
-
-  /** CRC-32C of {@code length} bytes of {@code ch} at {@code position}. */
-  public static int crc32c(FileChannel ch, long position, long length, ByteBuffer buf) throws IOException {
-    java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
-    long done = 0;
-    while (done < length) {
-      buf.clear().limit((int) Math.min(buf.capacity(), length - done));
-      while (buf.hasRemaining()) {
-        if (ch.read(buf, position + done + buf.position()) < 0) {
-          throw new java.io.EOFException("file ends inside a stored tensor at byte " + (position + done + buf.position()));
-        }
-      }
-      buf.flip();
-      crc.update(buf);
-      done += buf.limit();
-    }
-    return (int) crc.getValue();
   }
 
   private static void checkComplete(OutputFile f, Map<String, Long> written) {

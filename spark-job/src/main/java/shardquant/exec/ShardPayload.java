@@ -1,15 +1,13 @@
 package shardquant.exec;
 
 import com.esotericsoftware.kryo.Kryo;
+import com.esotericsoftware.kryo.KryoException;
 import com.esotericsoftware.kryo.Serializer;
 import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
 import java.io.IOException;
-import java.io.ObjectInputStream;
-import java.io.ObjectOutputStream;
-import java.io.UncheckedIOException;
 import shardquant.kernels.verify.QuantStats;
 
 /**
@@ -19,7 +17,11 @@ import shardquant.kernels.verify.QuantStats;
  */
 public record ShardPayload(int shard, byte[] arrowIpc, QuantStats stats, long nanos, String backend) {
 
-  /** Kryo form: fields written out by hand (Kryo 4's field serializer cannot set a record's final fields). */
+  /**
+   * Kryo form: fields written out by hand (Kryo 4's field serializer cannot set a record's final fields);
+   * the IPC bytes go into Kryo's stream as they are, and the stats as their exact sums
+   * ({@link QuantStats#writeTo}), not as a Java-serialized object.
+   */
   public static final class KryoSerializer extends Serializer<ShardPayload> {
     @Override
     public void write(Kryo kryo, Output out, ShardPayload p) {
@@ -28,9 +30,14 @@ public record ShardPayload(int shard, byte[] arrowIpc, QuantStats stats, long na
       out.writeBytes(p.arrowIpc);
       out.writeLong(p.nanos);
       out.writeString(p.backend);
-      byte[] stats = p.stats == null ? new byte[0] : javaBytes(p.stats);
-      out.writeInt(stats.length);
-      out.writeBytes(stats);
+      out.writeBoolean(p.stats != null);
+      if (p.stats != null) {
+        try {
+          p.stats.writeTo(new DataOutputStream(out)); // unbuffered: every byte goes straight into out
+        } catch (IOException e) {
+          throw new KryoException(e);
+        }
+      }
     }
 
     @Override
@@ -39,28 +46,15 @@ public record ShardPayload(int shard, byte[] arrowIpc, QuantStats stats, long na
       byte[] ipc = in.readBytes(in.readInt());
       long nanos = in.readLong();
       String backend = in.readString();
-      byte[] stats = in.readBytes(in.readInt());
-      return new ShardPayload(shard, ipc, stats.length == 0 ? null : (QuantStats) fromJavaBytes(stats), nanos, backend);
-    }
-  }
-
-  static byte[] javaBytes(Object o) {
-    ByteArrayOutputStream b = new ByteArrayOutputStream();
-    try (ObjectOutputStream out = new ObjectOutputStream(b)) {
-      out.writeObject(o);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-    return b.toByteArray();
-  }
-
-  static Object fromJavaBytes(byte[] bytes) {
-    try (ObjectInputStream in = new ObjectInputStream(new ByteArrayInputStream(bytes))) {
-      return in.readObject();
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    } catch (ClassNotFoundException e) {
-      throw new IllegalStateException(e);
+      QuantStats stats = null;
+      if (in.readBoolean()) {
+        try {
+          stats = QuantStats.readFrom(new DataInputStream(in)); // reads exactly its own bytes
+        } catch (IOException e) {
+          throw new KryoException(e);
+        }
+      }
+      return new ShardPayload(shard, ipc, stats, nanos, backend);
     }
   }
 }

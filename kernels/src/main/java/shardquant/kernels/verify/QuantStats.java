@@ -1,7 +1,11 @@
 package shardquant.kernels.verify;
 
+import java.io.DataInput;
+import java.io.DataOutput;
+import java.io.IOException;
 import java.io.Serializable;
 import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.math.MathContext;
 import shardquant.kernels.tensor.Tensor;
 
@@ -100,6 +104,42 @@ public final class QuantStats implements Serializable {
     errorSquares = errorSquares.add(other.errorSquares);
     maxAbsError = Math.max(maxAbsError, other.maxAbsError);
     return this;
+  }
+
+  /** Writes these stats exactly (the sums as unscaled value and scale), for {@link #readFrom}: a shard's stats on their way to its file. */
+  public void writeTo(DataOutput out) throws IOException {
+    out.writeLong(count);
+    out.writeLong(clipped);
+    out.writeLong(nonFinite);
+    out.writeInt(Float.floatToRawIntBits(maxAbsError));
+    writeExact(out, signalSquares);
+    writeExact(out, errorSquares);
+  }
+
+  /** Stats written by {@link #writeTo}. */
+  public static QuantStats readFrom(DataInput in) throws IOException {
+    QuantStats s = new QuantStats();
+    s.count = in.readLong();
+    s.clipped = in.readLong();
+    s.nonFinite = in.readLong();
+    s.maxAbsError = Float.intBitsToFloat(in.readInt());
+    s.signalSquares = readExact(in);
+    s.errorSquares = readExact(in);
+    return s;
+  }
+
+  private static void writeExact(DataOutput out, BigDecimal d) throws IOException {
+    byte[] unscaled = d.unscaledValue().toByteArray();
+    out.writeInt(d.scale());
+    out.writeInt(unscaled.length);
+    out.write(unscaled);
+  }
+
+  private static BigDecimal readExact(DataInput in) throws IOException {
+    int scale = in.readInt();
+    byte[] unscaled = new byte[in.readInt()];
+    in.readFully(unscaled);
+    return new BigDecimal(new BigInteger(unscaled), scale);
   }
 
   public long count() {
