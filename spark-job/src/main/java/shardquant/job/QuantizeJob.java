@@ -26,7 +26,7 @@ import shardquant.exec.FileAssembler;
 import shardquant.exec.FileResult;
 import shardquant.exec.ShardQuantizer;
 import shardquant.io.Storage;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.Recipe;

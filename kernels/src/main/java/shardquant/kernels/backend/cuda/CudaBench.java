@@ -12,6 +12,7 @@ import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.RecipeKernel;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.tensor.SyntheticWeights;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
@@ -95,7 +96,7 @@ public final class CudaBench {
    * measures Llama-3-8B's layer (7 bf16 matrices, 436 MB) in 64 MiB row shards on CUDA device 0.
    */
   public static void main(String[] args) {
-    CudaBackend cuda = CudaBackend.instance();
+    CudaBackend cuda = Backends.cuda(0, Backends.TASKS_PER_GPU);
     System.out.println("bench: " + cuda + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU: " + cuda.cpuOnly()));
     long h = 4096;
     long[][] shapes = {{h, h}, {h / 4, h}, {h / 4, h}, {h, h}, {h * 7 / 2, h}, {h * 7 / 2, h}, {h, h * 7 / 2}};
