@@ -11,7 +11,7 @@ import java.util.Map;
 import java.util.stream.Stream;
 import shardquant.job.JobOptions;
 import shardquant.job.QuantizeJob;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.bench.KernelBench;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;

@@ -12,7 +12,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
-import shardquant.job.UserError;
+import shardquant.common.UserError;
 
 /**
  * {@code --name value} options of one command, checked against the names it takes. {@code --conf}

@@ -7,12 +7,12 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import shardquant.bench.JobBench;
-import shardquant.job.Format;
-import shardquant.job.UserError;
+import shardquant.common.Format;
+import shardquant.common.UserError;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
 import shardquant.kernels.bench.KernelBench;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.select.Backends;
 import shardquant.plan.JobSpec;
 
 /**

@@ -6,7 +6,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.Set;
-import shardquant.job.Format;
+import shardquant.common.Format;
 import shardquant.job.JobOptions;
 import shardquant.job.QuantizeJob;
 import shardquant.job.StatusLine;

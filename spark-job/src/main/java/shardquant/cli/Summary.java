@@ -5,9 +5,9 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import shardquant.commit.OutputDir;
-import shardquant.job.Format;
+import shardquant.common.Format;
+import shardquant.common.TensorReport;
 import shardquant.job.QuantizeJob;
-import shardquant.job.TensorReport;
 import shardquant.plan.Plan;
 import shardquant.plan.QuantizationConfig;
 

@@ -13,8 +13,8 @@ import java.time.Instant;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import shardquant.job.Storage;
-import shardquant.job.UserError;
+import shardquant.common.UserError;
+import shardquant.io.Storage;
 
 /**
  * One job per output directory: a hidden claim file ({@value #NAME}) created if absent, atomically, before

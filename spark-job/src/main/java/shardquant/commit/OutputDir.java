@@ -20,9 +20,9 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import shardquant.job.Storage;
-import shardquant.job.TensorReport;
-import shardquant.job.UserError;
+import shardquant.io.Storage;
+import shardquant.common.TensorReport;
+import shardquant.common.UserError;
 import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.plan.ModelFiles;
@@ -80,8 +80,8 @@ public final class OutputDir {
     long needed = modelFileBytes + plan.files().stream().filter(f -> !kept.sizes().containsKey(f.index()))
         .mapToLong(OutputFile::size).sum();
     if (remaining > 0 && remaining < needed) {
-      throw new UserError(userPath + ": the output needs " + shardquant.job.Format.bytes(needed) + " but its file system has "
-          + shardquant.job.Format.bytes(remaining) + " free; free some space or give another output directory");
+      throw new UserError(userPath + ": the output needs " + shardquant.common.Format.bytes(needed) + " but its file system has "
+          + shardquant.common.Format.bytes(remaining) + " free; free some space or give another output directory");
     }
   }
 

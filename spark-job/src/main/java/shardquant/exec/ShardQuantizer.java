@@ -21,17 +21,17 @@ import shardquant.arrow.QuantizedShard;
 import shardquant.arrow.ShardBatch;
 import shardquant.arrow.ShardPart;
 import shardquant.arrow.TensorShard;
-import shardquant.job.FileNames;
-import shardquant.job.OpenFiles;
-import shardquant.job.Storage;
-import shardquant.job.UserError;
+import shardquant.common.UserError;
+import shardquant.io.FileNames;
+import shardquant.io.OpenFiles;
+import shardquant.io.Storage;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.repack.TinygemmInt4Tensor;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 import shardquant.plan.InputTensor;
@@ -98,7 +98,7 @@ public final class ShardQuantizer implements Serializable {
             }
             ipc = encode(t, shard, parts, alloc);
           }
-          shardquant.job.TestPause.onExecutor("quantize", s == group[0] && TaskContext.getPartitionId() == 0);
+          shardquant.common.TestPause.onExecutor("quantize", s == group[0] && TaskContext.getPartitionId() == 0);
         }
         out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start,
             t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used)));

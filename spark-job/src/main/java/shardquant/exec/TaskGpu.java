@@ -5,9 +5,8 @@ import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
-import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.CudaDevices;
+import shardquant.kernels.select.Backends;
 
 /**
  * The GPU a Spark task runs on, by the spark-rapids conventions: where the cluster schedules GPUs
@@ -19,19 +18,29 @@ import shardquant.kernels.backend.cuda.CudaDevices;
 public final class TaskGpu {
   private TaskGpu() {}
 
-  /** Spark setting: shards on one GPU at once (CudaBackend's {@code shardquant.cuda.tasksPerGpu}, default 2). */
+  /** Spark setting: shards on one GPU at once (default {@link Backends#TASKS_PER_GPU}). */
   public static final String TASKS_PER_GPU = "spark.shardquant.cuda.tasksPerGpu";
 
-  /** The backend named {@code backend} for the running task, on the task's GPU where it uses one. */
+  /**
+   * The backend named {@code backend} for the running task, on the task's GPU where it uses one, with the
+   * job's {@link #TASKS_PER_GPU} (it counts where this JVM's GPU backend starts: one per GPU per JVM).
+   */
   static Backend backend(String backend) {
     SparkEnv env = SparkEnv.get();
-    if (env != null && System.getProperty(CudaBackend.TASKS_PER_GPU) == null) {
-      scala.Option<String> limit = env.conf().getOption(TASKS_PER_GPU);
-      if (limit.isDefined()) {
-        System.setProperty(CudaBackend.TASKS_PER_GPU, limit.get()); // read once, when this JVM's GPU backend starts
+    return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")),
+        tasksPerGpu(env == null ? null : env.conf().get(TASKS_PER_GPU, null)));
+  }
+
+  /** {@code setting}'s number, or the default where it is unset or not a number (as Integer.getInteger reads it). */
+  static int tasksPerGpu(String setting) {
+    if (setting != null) {
+      try {
+        return Integer.decode(setting);
+      } catch (NumberFormatException e) {
+        // not a number: the default
       }
     }
-    return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")));
+    return Backends.TASKS_PER_GPU;
   }
 
   static int ordinal(TaskContext task, String cudaVisibleDevices) {

@@ -5,6 +5,7 @@ import org.apache.spark.SparkContext;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
+import shardquant.common.UserError;
 
 /**
  * The job's Spark context, started so that a crash leaves little behind: embedded Spark's scratch lives

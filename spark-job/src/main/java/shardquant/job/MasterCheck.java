@@ -17,6 +17,7 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.apache.spark.SparkConf;
+import shardquant.common.UserError;
 
 /**
  * Before the driver starts Spark against a standalone master ({@code spark://HOST:PORT}, or several

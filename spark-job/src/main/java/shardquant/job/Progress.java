@@ -9,6 +9,7 @@ import org.apache.spark.scheduler.SparkListenerApplicationEnd;
 import org.apache.spark.scheduler.SparkListenerStageSubmitted;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.storage.RDDInfo;
+import shardquant.common.Format;
 import shardquant.plan.Plan;
 
 /**

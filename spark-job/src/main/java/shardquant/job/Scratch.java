@@ -21,6 +21,7 @@ import java.util.Properties;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.spark.SparkConf;
+import shardquant.common.Format;
 
 /**
  * Embedded Spark's scratch space (its {@code spark.local.dir}: {@code blockmgr-*} with the shuffle

@@ -3,7 +3,7 @@ package shardquant.plan;
 import java.io.Serializable;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
-import shardquant.job.UserError;
+import shardquant.common.UserError;
 import shardquant.kernels.quant.QuantConfig;
 
 /**

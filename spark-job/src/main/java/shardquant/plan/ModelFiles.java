@@ -24,8 +24,8 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import shardquant.job.Storage;
-import shardquant.job.UserError;
+import shardquant.io.Storage;
+import shardquant.common.UserError;
 
 /**
  * Everything of the input model directory that is not a weight and comes along into the output:

@@ -11,7 +11,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import shardquant.job.TensorReport;
+import shardquant.common.TensorReport;
 import shardquant.kernels.safetensors.SafetensorsWriter;
 
 /**

@@ -3,7 +3,7 @@ package shardquant.plan;
 import java.io.Serializable;
 import java.util.Arrays;
 import java.util.List;
-import shardquant.job.TensorReport;
+import shardquant.common.TensorReport;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;

@@ -15,7 +15,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.Recipe;
 
 /** The bench's lines, as scripts and the README read them. Timings are not asserted: only the format and that numbers are sane. */

@@ -26,4 +26,12 @@ class TaskGpuTest {
     assertEquals(1, TaskGpu.ordinal(gpus("5", "6"), "4,5,6"));
     assertThrows(IllegalArgumentException.class, () -> TaskGpu.ordinal(gpus("1"), "4,5"));
   }
+
+  @Test
+  void theTasksPerGpuSettingReachesTheBackendAsANumber() {
+    assertEquals(2, TaskGpu.tasksPerGpu(null));
+    assertEquals(3, TaskGpu.tasksPerGpu("3"));
+    assertEquals(2, TaskGpu.tasksPerGpu("two"));
+    assertEquals(0, TaskGpu.tasksPerGpu("0"), "the CUDA backend refuses it, with the value");
+  }
 }

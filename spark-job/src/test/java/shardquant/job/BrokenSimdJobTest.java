@@ -19,7 +19,7 @@ import org.junit.jupiter.api.io.TempDir;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
 import shardquant.commit.OutputDir;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.backend.BrokenBackend;
 import shardquant.kernels.backend.BrokenBackend.Fault;
 import shardquant.kernels.quant.Recipe;

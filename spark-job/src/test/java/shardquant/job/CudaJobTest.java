@@ -21,6 +21,7 @@ import shardquant.commit.OutputDir;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.EmulatedCudaDevice;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.select.Backends;
 
 /**
  * Whole jobs on the CUDA backend, without a GPU: the CUDA emulator is installed as this JVM's device 0
@@ -36,12 +37,12 @@ class CudaJobTest {
   @BeforeAll
   static void installEmulator() {
     device = new EmulatedCudaDevice();
-    cuda = CudaBackend.install(0, device);
+    cuda = Backends.installCuda(0, device);
   }
 
   @AfterAll
   static void uninstall() {
-    CudaBackend.uninstall(0);
+    Backends.uninstallCuda(0);
     device.close();
   }
 

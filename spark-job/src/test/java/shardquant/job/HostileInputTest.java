@@ -30,6 +30,7 @@ import shardquant.JobTestSupport.Run;
 import shardquant.arrow.ArrowShards;
 import shardquant.arrow.QuantizedShard;
 import shardquant.arrow.ShardBatch;
+import shardquant.io.FileNames;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.safetensors.SafetensorsFile;
 import shardquant.kernels.tensor.Tensor;

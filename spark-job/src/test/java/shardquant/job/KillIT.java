@@ -18,6 +18,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
 import shardquant.cli.Main;
+import shardquant.common.TestPause;
 
 /**
  * SIGKILL of a real {@code bin/shardquant quantize} process (an integration test: it runs the packaged
@@ -113,7 +114,7 @@ class KillIT {
     Map<String, String> out = new TreeMap<>();
     for (String name : JobTestSupport.listing(dir)) {
       if (!name.equals("quantization_report.json")) {
-        out.put(name, shardquant.job.Storage.sha256(Files.readAllBytes(dir.resolve(name))));
+        out.put(name, shardquant.io.Storage.sha256(Files.readAllBytes(dir.resolve(name))));
       }
     }
     return out;

@@ -15,6 +15,7 @@ import org.apache.spark.serializer.KryoSerializer;
 import org.apache.spark.serializer.SerializerInstance;
 import org.junit.jupiter.api.Test;
 import scala.reflect.ClassTag$;
+import shardquant.common.TensorReport;
 import shardquant.exec.FileResult;
 import shardquant.exec.ShardPayload;
 import shardquant.kernels.verify.QuantStats;

@@ -16,6 +16,7 @@ import org.junit.jupiter.api.io.TempDir;
 import shardquant.ChildJvm;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
+import shardquant.common.UserError;
 
 /**
  * A {@code --master spark://...} that cannot be reached is the user's error: exit 2 with one line naming

@@ -114,7 +114,7 @@ public final class SelfCheck {
   }
 
   /** {@code e} and its message's first line (a failure is reported in one line). */
-  static String firstLine(Throwable e) {
+  public static String firstLine(Throwable e) {
     String m = e.getMessage();
     return e.getClass().getName() + (m == null ? "" : ": " + m.lines().findFirst().orElse(""));
   }

@@ -4,7 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.atomic.AtomicInteger;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.backend.cuda.CudaBackend;
 import shardquant.kernels.backend.cuda.CudaDevice;
 import shardquant.kernels.backend.cuda.JCudaDevice;

@@ -12,7 +12,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.bench.KernelBench.Figures;
 import shardquant.kernels.bench.KernelBench.Shard;
 import shardquant.kernels.quant.GlobalStats;

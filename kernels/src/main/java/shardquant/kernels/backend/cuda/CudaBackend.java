@@ -4,11 +4,9 @@ import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.LongAdder;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.SelfCheck;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
@@ -22,21 +20,19 @@ import shardquant.kernels.verify.QuantStats;
 /**
  * The CUDA backend: each recipe with a kernel in src/main/cuda runs on one GPU ({@link CudaDevice});
  * recipes without one, and shards holding NaN or infinity (which the CPU backend refuses with the
- * reference's message), run on {@link Backends#cpu()}. One instance per GPU per JVM, shared by every
- * task of the executor; at most a few shards are on the GPU at once (system property
- * {@value #TASKS_PER_GPU}, default 2: one uploading while the other computes), so more
- * concurrent Spark tasks than that queue here instead of exhausting device memory.
+ * reference's message), run on the CPU backend it is given when it is made (its oracle in the
+ * self-check too; it never asks for one). Its maker keeps one instance per GPU per JVM, shared by every
+ * task of the executor; at most {@code tasksPerGpu} shards are on the GPU at once (one uploading while
+ * another computes), so more concurrent Spark tasks than that queue here instead of exhausting device memory.
  *
  * <p>Before first use on a GPU, {@link #selfCheck} quantizes small synthetic shards of every recipe
  * on the device and on the CPU; a recipe whose bytes or sums differ runs on the CPU from then on, with
  * a warning. A new driver, GPU or build can then cost speed, never a wrong checkpoint.
  */
 public final class CudaBackend implements Backend {
-  /** System property: shards on one GPU at once. */
-  public static final String TASKS_PER_GPU = "shardquant.cuda.tasksPerGpu";
-  private static final Map<Integer, CudaBackend> INSTANCES = new ConcurrentHashMap<>();
-
   private final Gpu gpu;
+  /** Runs what the GPU does not, and is the self-check's oracle. */
+  private final Backend cpu;
   private final Semaphore slots;
   private final Map<Recipe, CudaRecipe> recipes = new EnumMap<>(Recipe.class);
   private final Map<Recipe, String> disabled = new EnumMap<>(Recipe.class);
@@ -44,16 +40,17 @@ public final class CudaBackend implements Backend {
   private final LongAdder cpuAnswers = new LongAdder();
   private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
 
-  CudaBackend(CudaDevice device, int tasksPerGpu) {
-    this(device, tasksPerGpu, CudaShard.CHUNK_BYTES);
+  CudaBackend(CudaDevice device, Backend cpu, int tasksPerGpu) {
+    this(device, cpu, tasksPerGpu, CudaShard.CHUNK_BYTES);
   }
 
   /** {@code chunkBytes}: the upload chunk (tests make it small to exercise double buffering). */
-  CudaBackend(CudaDevice device, int tasksPerGpu, long chunkBytes) {
+  CudaBackend(CudaDevice device, Backend cpu, int tasksPerGpu, long chunkBytes) {
     if (tasksPerGpu < 1) {
-      throw new IllegalArgumentException(TASKS_PER_GPU + " must be at least 1, got " + tasksPerGpu);
+      throw new IllegalArgumentException("tasks per GPU must be at least 1, got " + tasksPerGpu);
     }
     this.gpu = new Gpu(device, chunkBytes);
+    this.cpu = cpu;
     this.slots = new Semaphore(tasksPerGpu, true);
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
@@ -65,41 +62,19 @@ public final class CudaBackend implements Backend {
     recipes.put(Recipe.NF4, new CudaNf4());
   }
 
-  /** The backend on CUDA device 0. */
-  public static CudaBackend instance() {
-    return instance(0);
-  }
-
   /**
-   * Makes {@code device} this JVM's CUDA device {@code ordinal} (after the same self-check), in place of
-   * the GPU the driver would give: for tests, which run whole jobs on the emulator, and for embedding.
+   * A backend on {@code device}, self-checked against {@code cpu}, which also runs the recipes and shards
+   * the GPU does not; at most {@code tasksPerGpu} shards on the GPU at once.
    */
-  public static CudaBackend install(int ordinal, CudaDevice device) {
-    CudaBackend b = checked(device);
-    INSTANCES.put(ordinal, b);
+  public static CudaBackend start(CudaDevice device, Backend cpu, int tasksPerGpu) {
+    CudaBackend b = new CudaBackend(device, cpu, tasksPerGpu);
+    b.selfCheck(cpu);
     return b;
   }
 
-  /** A backend on {@code device} with the configured shard limit, self-checked against the CPU. */
-  private static CudaBackend checked(CudaDevice device) {
-    CudaBackend b = new CudaBackend(device, Integer.getInteger(TASKS_PER_GPU, 2));
-    b.selfCheck(Backends.cpu());
-    return b;
-  }
-
-  /** Removes what {@link #install} put at {@code ordinal}. */
-  public static void uninstall(int ordinal) {
-    INSTANCES.remove(ordinal);
-  }
-
-  /** Whether device {@code ordinal} was {@link #install}ed or opened in this JVM. */
-  public static boolean present(int ordinal) {
-    return INSTANCES.containsKey(ordinal);
-  }
-
-  /** The backend on CUDA device {@code ordinal} (as numbered among the visible devices), one per JVM. */
-  public static CudaBackend instance(int ordinal) {
-    return INSTANCES.computeIfAbsent(ordinal, o -> checked(JCudaDevice.open(o)));
+  /** {@link #start} on CUDA device {@code ordinal} (as numbered among the visible devices). */
+  public static CudaBackend open(int ordinal, Backend cpu, int tasksPerGpu) {
+    return start(JCudaDevice.open(ordinal), cpu, tasksPerGpu);
   }
 
   /**
@@ -146,7 +121,7 @@ public final class CudaBackend implements Backend {
 
   /**
    * {@code t} converted to {@code target} on this GPU ({@link CudaInt4Repack#repack}: the Java repack's
-   * bytes and refusals), holding one of the GPU's shard slots ({@value #TASKS_PER_GPU}) like a shard does.
+   * bytes and refusals), holding one of the GPU's shard slots ({@code tasksPerGpu}) like a shard does.
    */
   public TinygemmInt4Tensor repack(TinygemmInt4Tensor t, Int4Layout target) {
     slots.acquireUninterruptibly();
@@ -169,7 +144,7 @@ public final class CudaBackend implements Backend {
 
   @Override
   public String nameFor(Recipe recipe) {
-    return recipes.containsKey(recipe) && failure == null ? name() : Backends.cpu().nameFor(recipe);
+    return recipes.containsKey(recipe) && failure == null ? name() : cpu.nameFor(recipe);
   }
 
   @Override
@@ -187,7 +162,7 @@ public final class CudaBackend implements Backend {
       }
     }
     cpuAnswers.increment();
-    return Backends.cpu().quantize(rows, c, global, stats);
+    return cpu.quantize(rows, c, global, stats);
   }
 
   /** The shard on the GPU, or null where it must run on the CPU; device errors propagate. */
@@ -208,7 +183,7 @@ public final class CudaBackend implements Backend {
       }
     }
     cpuAnswers.increment();
-    return Backends.cpu().firstPass(c, rows);
+    return cpu.firstPass(c, rows);
   }
 
   private float[] firstPassOnDevice(QuantConfig c, Tensor rows) {

@@ -13,7 +13,7 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * The CPU SIMD backend (Java Vector API). Loaded only through {@link shardquant.kernels.backend.Backends},
+ * The CPU SIMD backend (Java Vector API). Loaded only through {@link shardquant.kernels.select.Backends},
  * and only where {@code jdk.incubator.vector} is present and vectors are wide enough, so nothing else
  * touches the incubator module. Recipes without a SIMD kernel here run on the reference.
  */

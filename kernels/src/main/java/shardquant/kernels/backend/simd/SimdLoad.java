@@ -29,7 +29,7 @@ import shardquant.kernels.tensor.Tensor;
  * caller's floats. One code path, the same class files and the same bytes on Java 17, 21 and 25: no
  * multi-release jar, no per-version source folder, nothing a version could break that the others do not
  * test. The copy costs little next to the kernels' arithmetic (README, "Backends and speed"), and
- * {@link shardquant.kernels.backend.Backends} still checks every recipe against the reference on each
+ * {@link shardquant.kernels.select.Backends} still checks every recipe against the reference on each
  * JVM before trusting these kernels.
  *
  * <p>One instance per shard and call (it holds the scratch array), so a thread never shares one.

@@ -13,20 +13,20 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
-import shardquant.kernels.backend.Backends;
 import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.bench.CudaBench;
 import shardquant.kernels.bench.KernelBench;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.tensor.Tensor;
 
 /** The backend around the kernels: the self-check that keeps a wrong kernel off, and the per-GPU task limit. */
 class CudaBackendTest {
   @Test
   void theSelfCheckPassesOnTheEmulator() {
-    CudaBackend b = new CudaBackend(CudaDifferential.emulatedDevice(), 2);
+    CudaBackend b = new CudaBackend(CudaDifferential.emulatedDevice(), Backends.cpu(), 2);
     assertEquals(Map.of(), b.selfCheck(Backends.cpu()));
     assertTrue(CudaDifferential.launches(b) > 0);
     assertEquals("cuda", b.nameFor(Recipe.INT8_WEIGHT_ONLY));
@@ -35,7 +35,7 @@ class CudaBackendTest {
 
   @Test
   void aDeviceThatCorruptsResultsLosesEveryRecipeToTheCpu() {
-    CudaBackend b = new CudaBackend(new CorruptingDevice(CudaDifferential.emulatedDevice()), 2);
+    CudaBackend b = new CudaBackend(new CorruptingDevice(CudaDifferential.emulatedDevice()), Backends.cpu(), 2);
     Map<Recipe, String> off = b.selfCheck(Backends.cpu());
     assertTrue(off.containsKey(Recipe.INT8_WEIGHT_ONLY), off.toString());
     assertTrue(off.get(Recipe.INT8_WEIGHT_ONLY).contains("differ"), off.toString());
@@ -49,7 +49,7 @@ class CudaBackendTest {
   void atMostTasksPerGpuShardsAreOnTheDeviceAtOnce() throws Exception {
     for (int limit : new int[] {1, 2}) {
       CountingDevice dev = new CountingDevice(CudaDifferential.emulatedDevice());
-      CudaBackend b = new CudaBackend(dev, limit);
+      CudaBackend b = new CudaBackend(dev, Backends.cpu(), limit);
       ExecutorService pool = Executors.newFixedThreadPool(4);
       try {
         List<Future<?>> done = new ArrayList<>();
@@ -87,7 +87,7 @@ class CudaBackendTest {
   @Test
   void aDeviceFailureMidShardFallsBackToTheCpuOnceAndForAll() {
     FailingDevice dev = new FailingDevice(CudaDifferential.emulatedDevice(), 2);
-    CudaBackend b = new CudaBackend(dev, 2);
+    CudaBackend b = new CudaBackend(dev, Backends.cpu(), 2);
     QuantConfig c = QuantConfig.of(Recipe.INT8_WEIGHT_ONLY);
     // the second download (qdata, after the stats were read) fails: the CPU's result, stats counted once
     CudaDifferential.assertSameAsCpu(b, SimdDifferential.random(DType.BF16, 5, 300, new Random(4)), c);

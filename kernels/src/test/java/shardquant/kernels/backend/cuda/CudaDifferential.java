@@ -11,6 +11,7 @@ import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
@@ -30,7 +31,7 @@ public final class CudaDifferential {
     public CudaBackend backend() {
       if (this == GPU) {
         assumeTrue(CudaProbe.available(), () -> "CUDA unavailable: " + CudaProbe.problem());
-        return CudaBackend.instance();
+        return Backends.cuda(0, Backends.TASKS_PER_GPU);
       }
       return emulated();
     }
@@ -62,7 +63,7 @@ public final class CudaDifferential {
   static synchronized CudaBackend emulated() {
     if (emulatedBackend == null) {
       emulatedDevice = new EmulatedCudaDevice();
-      emulatedBackend = new CudaBackend(emulatedDevice, 2);
+      emulatedBackend = new CudaBackend(emulatedDevice, Backends.cpu(), 2);
     }
     return emulatedBackend;
   }
@@ -70,7 +71,7 @@ public final class CudaDifferential {
   /** The emulated backend uploading in 4 KiB chunks, so shards of a few rows take many double-buffered chunks. */
   static synchronized CudaBackend emulatedSmallChunks() {
     if (emulatedSmallChunks == null) {
-      emulatedSmallChunks = new CudaBackend(emulatedDevice(), 2, 4096);
+      emulatedSmallChunks = new CudaBackend(emulatedDevice(), Backends.cpu(), 2, 4096);
     }
     return emulatedSmallChunks;
   }

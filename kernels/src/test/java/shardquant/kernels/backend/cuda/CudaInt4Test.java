@@ -18,7 +18,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 import shardquant.kernels.GoldenFiles;
 import shardquant.kernels.backend.cuda.CudaDifferential.Target;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.quant.GlobalStats;

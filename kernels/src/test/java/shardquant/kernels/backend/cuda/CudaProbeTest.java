@@ -11,7 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.Backends;
+import shardquant.kernels.select.Backends;
 
 /**
  * The probe's answer fits the machine, never skipped: without the NVIDIA driver (CI) it says CUDA is
@@ -50,7 +50,7 @@ class CudaProbeTest {
   void autoRunsOnCudaWhereTheProbeFindsAGpuElseOnTheCpuForTheProbesReason() {
     Backend auto = Backends.forName("auto");
     if (CudaProbe.available()) {
-      assertSame(CudaBackend.instance(), auto, "the probe found " + CudaProbe.answer() + ", yet auto runs on " + auto.name());
+      assertSame(Backends.cuda(0, Backends.TASKS_PER_GPU), auto, "the probe found " + CudaProbe.answer() + ", yet auto runs on " + auto.name());
       return;
     }
     assertSame(Backends.cpu(), auto, "CUDA is unavailable here (" + CudaProbe.problem() + "), yet auto runs on " + auto.name());

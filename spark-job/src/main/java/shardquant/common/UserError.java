@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.common;
 
 /**
  * A problem with the user's input or arguments: its message is the one line the user sees (file,

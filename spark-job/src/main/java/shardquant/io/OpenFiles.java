@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.io;
 
 import java.io.FileNotFoundException;
 import java.io.IOException;
@@ -7,6 +7,7 @@ import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.Path;
+import shardquant.common.UserError;
 
 /** Input streams opened by one task (or one command), one per file, closed together. */
 public final class OpenFiles implements AutoCloseable {

@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.io;
 
 import java.io.File;
 import java.io.IOException;
@@ -16,6 +16,7 @@ import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkEnv;
 import org.apache.spark.deploy.SparkHadoopUtil;
+import shardquant.common.UserError;
 import shardquant.kernels.safetensors.SafetensorsHeader;
 
 /**

@@ -1,7 +1,9 @@
-package shardquant.kernels.backend;
+package shardquant.kernels.select;
 
 import java.util.EnumMap;
 import java.util.Map;
+import shardquant.kernels.backend.Backend;
+import shardquant.kernels.backend.SelfCheck;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;

@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.common;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;

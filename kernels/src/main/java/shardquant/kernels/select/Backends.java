@@ -1,11 +1,15 @@
-package shardquant.kernels.backend;
+package shardquant.kernels.select;
 
 import java.lang.reflect.InvocationTargetException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import shardquant.kernels.backend.Backend;
+import shardquant.kernels.backend.SelfCheck;
 import shardquant.kernels.backend.cuda.CudaBackend;
+import shardquant.kernels.backend.cuda.CudaDevice;
 import shardquant.kernels.backend.cuda.CudaProbe;
 import shardquant.kernels.backend.reference.ReferenceBackend;
 import shardquant.kernels.quant.Recipe;
@@ -20,9 +24,13 @@ import shardquant.kernels.quant.Recipe;
  * at run time. {@code auto} runs on CUDA where {@link CudaProbe} finds a usable GPU, else on the CPU,
  * and logs once which, on which Java, and why in one short line ({@code backend: cpu-simd on Java
  * 17.0.15 (no CUDA driver: libcuda.so.1 not found)}); the long details are logged at DEBUG (FINE).
+ * Each backend is handed what it needs when it is made (the CUDA backend: its CPU backend and its
+ * shard limit) and never calls back here.
  */
 public final class Backends {
   public static final int MIN_VECTOR_BITS = 256;
+  /** Shards on one GPU at once where the caller gives no limit: one uploading while another computes. */
+  public static final int TASKS_PER_GPU = 2;
   private static final System.Logger LOG = System.getLogger(Backends.class.getName());
   private static final String SIMD_CLASS = "shardquant.kernels.backend.simd.SimdBackend";
 
@@ -31,6 +39,8 @@ public final class Backends {
   private static Backend installed;
   private static volatile String simdProblem;
   private static volatile boolean autoLogged;
+  /** The CUDA backend of each device ordinal: one per GPU per JVM, shared by every task. */
+  private static final Map<Integer, CudaBackend> CUDA = new ConcurrentHashMap<>();
 
   private Backends() {}
 
@@ -78,7 +88,7 @@ public final class Backends {
    * {@code cuda} (only where {@link CudaProbe#available()}; otherwise an IllegalArgumentException says why).
    */
   public static Backend forName(String name) {
-    return forName(name, 0);
+    return forName(name, 0, TASKS_PER_GPU);
   }
 
   /** The names {@link #forName} takes. */
@@ -96,28 +106,55 @@ public final class Backends {
     return new IllegalArgumentException("unknown backend '" + name + "'; choose auto, cpu, reference or cuda");
   }
 
-  /** {@link #forName(String)} with CUDA on device {@code cudaOrdinal} (a Spark task's GPU, see CudaDevices). */
-  public static Backend forName(String name, int cudaOrdinal) {
+  /**
+   * {@link #forName(String)} with CUDA on device {@code cudaOrdinal} (a Spark task's GPU, see CudaDevices)
+   * and at most {@code tasksPerGpu} shards on it at once, where this JVM's backend on that device starts
+   * (later calls share it, and its limit).
+   */
+  public static Backend forName(String name, int cudaOrdinal, int tasksPerGpu) {
     return switch (name) {
-      case "auto" -> auto(cudaOrdinal);
+      case "auto" -> auto(cudaOrdinal, tasksPerGpu);
       case "cpu" -> cpu();
       case "reference" -> reference();
       case "cuda" -> {
-        if (!CudaProbe.available() && !CudaBackend.present(cudaOrdinal)) {
+        if (!CudaProbe.available() && !CUDA.containsKey(cudaOrdinal)) {
           throw new IllegalArgumentException("CUDA is unavailable here: " + CudaProbe.problem() + "; use --backend cpu or auto");
         }
-        yield CudaBackend.instance(cudaOrdinal);
+        yield cuda(cudaOrdinal, tasksPerGpu);
       }
       default -> throw unknown(name);
     };
   }
 
+  /**
+   * This JVM's backend on CUDA device {@code ordinal} (as numbered among the visible devices), started on
+   * first use (see {@link #forName(String, int, int)}), with {@link #cpu()} as its oracle and fallback.
+   */
+  public static CudaBackend cuda(int ordinal, int tasksPerGpu) {
+    return CUDA.computeIfAbsent(ordinal, o -> CudaBackend.open(o, cpu(), tasksPerGpu));
+  }
+
+  /**
+   * Makes {@code device} this JVM's CUDA device {@code ordinal} (after the same self-check), in place of
+   * the GPU the driver would give: for tests, which run whole jobs on the emulator, and for embedding.
+   */
+  public static CudaBackend installCuda(int ordinal, CudaDevice device) {
+    CudaBackend b = CudaBackend.start(device, cpu(), TASKS_PER_GPU);
+    CUDA.put(ordinal, b);
+    return b;
+  }
+
+  /** Removes what {@link #installCuda} put at {@code ordinal}. */
+  public static void uninstallCuda(int ordinal) {
+    CUDA.remove(ordinal);
+  }
+
   /** CUDA where the probe finds a GPU and its backend starts, else the CPU; says once which and why. */
-  private static Backend auto(int cudaOrdinal) {
-    String problem = CudaBackend.present(cudaOrdinal) ? null : CudaProbe.problem();
+  private static Backend auto(int cudaOrdinal, int tasksPerGpu) {
+    String problem = CUDA.containsKey(cudaOrdinal) ? null : CudaProbe.problem();
     if (problem == null) {
       try {
-        CudaBackend cuda = CudaBackend.instance(cudaOrdinal);
+        CudaBackend cuda = cuda(cudaOrdinal, tasksPerGpu);
         logAuto("backend: cuda on " + SelfCheck.runtime() + " (" + cuda.device().description() + ")"
             + (cuda.cpuOnly().isEmpty() ? "" : "; on the CPU: " + String.join(", ", cuda.cpuOnly())));
         return cuda;

@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.io;
 
 import java.nio.charset.StandardCharsets;
 import java.util.HexFormat;

@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.common;
 
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkEnv;

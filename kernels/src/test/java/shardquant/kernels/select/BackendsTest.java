@@ -1,4 +1,4 @@
-package shardquant.kernels.backend;
+package shardquant.kernels.select;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -16,7 +16,9 @@ import java.util.logging.Logger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.BrokenBackend.Fault;
+import shardquant.kernels.backend.BrokenBackend;
 import shardquant.kernels.backend.simd.SimdBackend;
 import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.dtype.DType;

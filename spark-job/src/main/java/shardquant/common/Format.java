@@ -1,4 +1,4 @@
-package shardquant.job;
+package shardquant.common;
 
 /** Human-readable sizes and durations for the console. */
 public final class Format {
