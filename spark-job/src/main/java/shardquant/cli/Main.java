@@ -10,9 +10,9 @@ import shardquant.job.JobOptions;
 import shardquant.job.QuantizeJob;
 import shardquant.job.UserError;
 import shardquant.kernels.golden.GoldenRunner;
+import shardquant.kernels.layout.Int4Layout;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.plan.JobSpec;
 
 /**

@@ -23,7 +23,7 @@ import org.apache.hadoop.fs.Path;
 import shardquant.job.Storage;
 import shardquant.job.TensorReport;
 import shardquant.job.UserError;
-import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.layout.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.plan.ModelFiles;
 import shardquant.plan.OutputFile;

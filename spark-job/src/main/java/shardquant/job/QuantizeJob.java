@@ -25,7 +25,7 @@ import shardquant.kernels.backend.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.layout.Int4Layout;
 import shardquant.plan.InputCheckpoint;
 import shardquant.plan.ModelFiles;
 import shardquant.plan.QuantizationConfig;

@@ -1,9 +1,11 @@
 package shardquant.kernels.backend;
 
+import shardquant.kernels.layout.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
@@ -24,4 +26,12 @@ public interface Backend {
 
   /** NF4's first pass over a shard: {@link shardquant.kernels.quant.Nf4Ref#blockAbsmax}. */
   float[] nf4BlockAbsmax(Tensor rows);
+
+  /**
+   * {@code t} in {@code target}'s int4 layout, bit-exact ({@link TinygemmInt4Tensor#repack}): on the host by
+   * default; a backend with its own device converts there, giving the same bytes and refusals.
+   */
+  default TinygemmInt4Tensor repack(TinygemmInt4Tensor t, Int4Layout target) {
+    return t.repack(target);
+  }
 }

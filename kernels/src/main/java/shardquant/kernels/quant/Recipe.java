@@ -3,6 +3,7 @@ package shardquant.kernels.quant;
 import java.util.Arrays;
 import java.util.List;
 import java.util.function.Supplier;
+import shardquant.kernels.layout.Int4Layout;
 
 /**
  * The one table of recipes: each row names a recipe as users ask for it, the torchao tensor subclass
@@ -10,10 +11,10 @@ import java.util.function.Supplier;
  * and the class that implements it. Adding a recipe touches this table and that class only.
  */
 public enum Recipe {
-  INT4_TILE_PACKED("int4-tile-packed", "Int4TilePackedTo4dTensor", List.of("qdata", "scale_and_zero"),
-      new int[] {32, 64, 128, 256}, 128, 4, false, () -> Int4TilePackedRecipe.INSTANCE),
-  INT4_CPU("int4-cpu", "Int4OpaqueTensor", List.of("qdata", "scale_and_zero"),
-      new int[] {32, 64, 128, 256}, 128, 4, false, () -> Int4CpuRecipe.INSTANCE),
+  INT4_TILE_PACKED("int4-tile-packed", Int4Layout.TILE_PACKED.torchaoType(), Int4Layout.TILE_PACKED.dataNames(),
+      new int[] {32, 64, 128, 256}, 128, 4, false, () -> TinygemmInt4Recipe.of(Int4Layout.TILE_PACKED)),
+  INT4_CPU("int4-cpu", Int4Layout.CPU.torchaoType(), Int4Layout.CPU.dataNames(),
+      new int[] {32, 64, 128, 256}, 128, 4, false, () -> TinygemmInt4Recipe.of(Int4Layout.CPU)),
   INT8_DYN_ACT_INT4_WEIGHT("8da4w", "IntxUnpackedToInt8Tensor", List.of("qdata", "scale", "zero_point"),
       new int[] {32, 64, 128, 256}, 32, 4, false, () -> IntxRecipe.ACT_INT8),
   INTX_WEIGHT_ONLY("intx-weight-only", "IntxUnpackedToInt8Tensor", List.of("qdata", "scale", "zero_point"),
