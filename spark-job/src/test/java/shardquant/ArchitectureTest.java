@@ -122,9 +122,6 @@ class ArchitectureTest {
     Map<String, Set<String>> graph = new TreeMap<>();
     Map<String, Set<String>> why = new HashMap<>();
     for (String e : classEdges) {
-      if (TO_BE_REMOVED_BY_OTHER_ISSUE_15_BRANCHES.contains(e)) {
-        continue;
-      }
       String[] ends = e.split(" -> ");
       String from = packageOf(ends[0]);
       String to = packageOf(ends[1]);

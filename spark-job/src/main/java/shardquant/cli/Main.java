@@ -10,9 +10,9 @@ import shardquant.common.UserError;
 import shardquant.job.JobOptions;
 import shardquant.job.QuantizeJob;
 import shardquant.kernels.golden.GoldenRunner;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.plan.JobSpec;
 
 /**

@@ -32,7 +32,7 @@ import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.TorchaoMetadata;
-import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsHeader;
 import shardquant.kernels.safetensors.TensorEntry;
 import shardquant.kernels.tensor.Tensor;

@@ -23,7 +23,7 @@ import org.apache.hadoop.fs.Path;
 import shardquant.io.Storage;
 import shardquant.common.TensorReport;
 import shardquant.common.UserError;
-import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.plan.ModelFiles;
 import shardquant.plan.OutputFile;

@@ -26,7 +26,7 @@ import shardquant.io.FileNames;
 import shardquant.io.OpenFiles;
 import shardquant.io.Storage;
 import shardquant.kernels.backend.Backend;
-import shardquant.kernels.backend.cuda.CudaBackend;
+import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -180,8 +180,7 @@ public final class ShardQuantizer implements Serializable {
     TinygemmInt4Tensor converted;
     try {
       TinygemmInt4Tensor source = new TinygemmInt4Tensor(r.from(), r.groupSize(), new long[] {rows, cols}, parts);
-      // On a GPU the layouts switch there (int4_unpack.cu), giving the Java repack's bytes and refusals.
-      converted = b instanceof CudaBackend cuda ? cuda.repack(source, r.to()) : source.repack(r.to());
+      converted = b.repack(source, r.to()); // on a GPU, there (int4_unpack.cu), with the Java repack's bytes and refusals
     } catch (IllegalArgumentException e) {
       throw UserError.onExecutor(Storage.display(r.file()) + ": tensor '" + t.input().name() + "' rows [" + shard.rowStart()
           + ", " + shard.rowEnd() + "): " + e.getMessage());

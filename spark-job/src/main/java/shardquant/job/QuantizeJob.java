@@ -29,7 +29,7 @@ import shardquant.io.Storage;
 import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
-import shardquant.kernels.repack.Int4Layout;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.plan.InputCheckpoint;
 import shardquant.plan.ModelFiles;
 import shardquant.plan.QuantizationConfig;

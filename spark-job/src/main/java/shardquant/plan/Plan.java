@@ -5,9 +5,9 @@ import java.util.Arrays;
 import java.util.List;
 import shardquant.common.TensorReport;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
-import shardquant.kernels.repack.Int4Layout;
 
 /**
  * What the job will do, decided on the driver from headers alone: every input tensor's fate

@@ -17,9 +17,9 @@ import org.junit.jupiter.api.io.TempDir;
 import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.loader.Checkpoint;
 import shardquant.kernels.loader.TensorInfo;
-import shardquant.kernels.repack.Int4Layout;
 
 /**
  * The issue's bar for {@code shardquant repack}: the golden input quantized with int4-tile-packed, repacked

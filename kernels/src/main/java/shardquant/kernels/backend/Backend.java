@@ -2,10 +2,12 @@ package shardquant.kernels.backend;
 
 import java.util.List;
 import shardquant.kernels.quant.FirstPass;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
+import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
@@ -40,5 +42,13 @@ public interface Backend {
     return c.recipe().firstPass()
         .map(p -> p.combine(shardsInRowOrder.get(0).dtype(), shardsInRowOrder.stream().map(s -> firstPass(c, s)).toList()))
         .orElse(GlobalStats.NONE);
+  }
+
+  /**
+   * {@code t} in {@code target}'s int4 layout, bit-exact ({@link TinygemmInt4Tensor#repack}): on the host by
+   * default; a backend with its own device converts there, giving the same bytes and refusals.
+   */
+  default TinygemmInt4Tensor repack(TinygemmInt4Tensor t, Int4Layout target) {
+    return t.repack(target);
   }
 }

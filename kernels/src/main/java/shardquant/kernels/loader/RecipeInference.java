@@ -10,11 +10,11 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.TorchaoMetadata;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.safetensors.SafetensorsFormatException;
 import shardquant.kernels.safetensors.TensorEntry;
 

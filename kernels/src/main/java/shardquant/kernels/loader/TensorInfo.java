@@ -4,9 +4,8 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.QuantConfig;
-import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
 
 /**
  * One tensor of a checkpoint under the name the model gives it: the recipe it was quantized with (null
@@ -51,19 +50,14 @@ public record TensorInfo(String name, QuantConfig config, long[] shape, DType dt
   public TensorInfo {
     shape = shape.clone();
     parts = List.copyOf(parts);
-    if (config != null && layout != layoutOf(config)) {
-      throw new IllegalArgumentException(name + ": recipe " + config + " stores layout " + layoutOf(config) + ", not " + layout);
+    if (config != null && layout != Int4Layout.of(config.recipe())) {
+      throw new IllegalArgumentException(name + ": recipe " + config + " stores layout " + Int4Layout.of(config.recipe()) + ", not " + layout);
     }
   }
 
   /** A tensor quantized with {@code config} (null: stored in high precision). */
   public TensorInfo(String name, QuantConfig config, long[] shape, DType dtype, Path file, List<StoredPart> parts) {
-    this(name, config, shape, dtype, file, parts, config == null ? null : layoutOf(config));
-  }
-
-  /** The int4 form a recipe writes, or null for a recipe that is not tinygemm int4. */
-  static Int4Layout layoutOf(QuantConfig c) {
-    return c.recipe() == Recipe.INT4_TILE_PACKED ? Int4Layout.TILE_PACKED : c.recipe() == Recipe.INT4_CPU ? Int4Layout.CPU : null;
+    this(name, config, shape, dtype, file, parts, config == null ? null : Int4Layout.of(config.recipe()));
   }
 
   /** Stored in quantized form: by a recipe, or in the plain int4 form. */

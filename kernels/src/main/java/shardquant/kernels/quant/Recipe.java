@@ -13,10 +13,10 @@ import shardquant.kernels.dtype.DType;
  * touches this table and that class only.
  */
 public enum Recipe {
-  INT4_TILE_PACKED("int4-tile-packed", "Int4TilePackedTo4dTensor",
-      new int[] {32, 64, 128, 256}, 128, 4, false, () -> Int4TilePackedRecipe.INSTANCE),
-  INT4_CPU("int4-cpu", "Int4OpaqueTensor",
-      new int[] {32, 64, 128, 256}, 128, 4, false, () -> Int4CpuRecipe.INSTANCE),
+  INT4_TILE_PACKED("int4-tile-packed", Int4Layout.TILE_PACKED.torchaoType(),
+      new int[] {32, 64, 128, 256}, 128, 4, false, () -> TinygemmInt4Recipe.of(Int4Layout.TILE_PACKED)),
+  INT4_CPU("int4-cpu", Int4Layout.CPU.torchaoType(),
+      new int[] {32, 64, 128, 256}, 128, 4, false, () -> TinygemmInt4Recipe.of(Int4Layout.CPU)),
   INT8_DYN_ACT_INT4_WEIGHT("8da4w", "IntxUnpackedToInt8Tensor",
       new int[] {32, 64, 128, 256}, 32, 4, false, () -> IntxRecipe.ACT_INT8),
   INTX_WEIGHT_ONLY("intx-weight-only", "IntxUnpackedToInt8Tensor",

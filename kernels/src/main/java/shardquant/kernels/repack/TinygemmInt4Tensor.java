@@ -6,12 +6,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.AffineQuantRef;
 import shardquant.kernels.quant.AffineSpec;
 import shardquant.kernels.quant.BlockSize;
 import shardquant.kernels.quant.MappingType;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QParams;
+import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.ZeroPointDomain;
@@ -46,7 +48,7 @@ public final class TinygemmInt4Tensor {
       throw new IllegalArgumentException("the " + layout.cliName() + " layout stores " + layout.dataNames()
           + ", got parts " + parts.keySet());
     }
-    Int4Layout.TILE_PACKED.config(groupSize); // checks the group size against the int4 recipes' table
+    new QuantConfig(Recipe.INT4_TILE_PACKED, groupSize, 4); // checks the group size against the int4 recipes' table
     this.layout = layout;
     this.groupSize = groupSize;
     this.rows = Math.toIntExact(shape[0]);
@@ -56,8 +58,7 @@ public final class TinygemmInt4Tensor {
 
   /** An {@code int4-tile-packed} or {@code int4-cpu} quantized tensor, as it is. */
   public static TinygemmInt4Tensor of(QuantizedTensor q) {
-    Recipe r = q.config().recipe();
-    Int4Layout layout = r == Recipe.INT4_TILE_PACKED ? Int4Layout.TILE_PACKED : r == Recipe.INT4_CPU ? Int4Layout.CPU : null;
+    Int4Layout layout = Int4Layout.of(q.config().recipe());
     if (layout == null) {
       throw new IllegalArgumentException("repack converts int4-tile-packed and int4-cpu tensors, got " + q
           + "; its codes are not tinygemm's");
@@ -84,15 +85,17 @@ public final class TinygemmInt4Tensor {
     if (refusal != null) {
       throw new IllegalArgumentException(this + ": " + refusal);
     }
-    return new TinygemmInt4Tensor(target, groupSize, shape(), target.pack(layout.unpack(this)));
+    return new TinygemmInt4Tensor(target, groupSize, shape(), target.pack(layout.unpack(parts, rows, cols, groupSize,
+        toString())));
   }
 
   /** The quantized tensor of the tile-packed or cpu recipe; the plain form belongs to no recipe. */
   public QuantizedTensor toQuantized() {
-    if (layout.recipe() == null) {
+    Recipe recipe = layout.recipe();
+    if (recipe == null) {
       throw new IllegalStateException(this + ": the " + layout.cliName() + " form is no recipe's output");
     }
-    return new QuantizedTensor(layout.config(groupSize), shape(), DType.BF16, parts);
+    return new QuantizedTensor(new QuantConfig(recipe, groupSize, 4), shape(), DType.BF16, parts);
   }
 
   /** The parts a tensor of this shape has in {@code target}, with the dimension row shards concatenate along. */

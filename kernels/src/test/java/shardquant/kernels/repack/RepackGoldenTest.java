@@ -18,6 +18,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 import shardquant.kernels.GoldenFiles;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.quant.RecipeFormatsGoldenTest;
 import shardquant.kernels.safetensors.SafetensorsFile;

@@ -15,6 +15,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
 import shardquant.kernels.quant.QuantConfig;

@@ -8,11 +8,11 @@ import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.LongAdder;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.SelfCheck;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
@@ -55,8 +55,11 @@ public final class CudaBackend implements Backend {
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
-    recipes.put(Recipe.INT4_TILE_PACKED, new CudaInt4(CudaInt4.Layout.TILE_PACKED));
-    recipes.put(Recipe.INT4_CPU, new CudaInt4(CudaInt4.Layout.CPU));
+    for (Recipe r : Recipe.values()) { // every tinygemm int4 recipe: CudaInt4 has a kernel per recipe layout
+      if (Int4Layout.of(r) != null) {
+        recipes.put(r, new CudaInt4(Int4Layout.of(r)));
+      }
+    }
     recipes.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new CudaIntx());
     recipes.put(Recipe.INTX_WEIGHT_ONLY, new CudaIntx());
     recipes.put(Recipe.NF4, new CudaNf4());
@@ -123,6 +126,7 @@ public final class CudaBackend implements Backend {
    * {@code t} converted to {@code target} on this GPU ({@link CudaInt4Repack#repack}: the Java repack's
    * bytes and refusals), holding one of the GPU's shard slots ({@code tasksPerGpu}) like a shard does.
    */
+  @Override
   public TinygemmInt4Tensor repack(TinygemmInt4Tensor t, Int4Layout target) {
     slots.acquireUninterruptibly();
     try {

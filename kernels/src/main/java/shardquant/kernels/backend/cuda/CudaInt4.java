@@ -5,6 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.AffineSpec;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
@@ -25,23 +26,9 @@ final class CudaInt4 implements CudaRecipe {
   private static final int THREADS = 256;
   private static final int ROWS_PER_BLOCK = 64;
 
-  /** Which packed layout: the recipe's row unit and kernel. */
-  enum Layout {
-    TILE_PACKED(8, "int4_tile_packed"),
-    CPU(64, "int4_cpu");
+  private final Int4Layout layout;
 
-    final int rowUnit;
-    final String kernel;
-
-    Layout(int rowUnit, String kernel) {
-      this.rowUnit = rowUnit;
-      this.kernel = kernel;
-    }
-  }
-
-  private final Layout layout;
-
-  CudaInt4(Layout layout) {
+  CudaInt4(Int4Layout layout) {
     this.layout = layout;
   }
 
@@ -68,15 +55,17 @@ final class CudaInt4 implements CudaRecipe {
       CudaDevice.Memory sz = shard.alloc(szBytes);
       CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * realRows);
       CudaDevice.Memory inputBad = shard.alloc(4L * realRows);
-      shard.uploadAndRun(layout.rowUnit, (s, r0, r1) -> {
-        if (layout == Layout.TILE_PACKED) {
-          int end = Math.toIntExact(roundUp(r1, 8)); // the last chunk takes the padding rows too
-          dev.launch(s, layout.kernel, CudaKernels.blocks(end - r0, ROWS_PER_BLOCK), THREADS, 0, shard.input(), cols,
-              realRows, n, k, group, r0, end, eps, q, sz, rowStats, inputBad);
-        } else {
-          dev.launch(s, layout.kernel, CudaKernels.blocks(r1 - r0, ROWS_PER_BLOCK), THREADS, 0, shard.input(), n, k,
-              group, r0, r1, eps, q, sz, rowStats, inputBad);
-        }
+      shard.uploadAndRun(layout.rowAlignment(), (s, r0, r1) -> {
+        int end = Math.toIntExact(layout.storedRows(r1)); // tile-packed's last chunk takes the padding rows too
+        // Exhaustive: a new layout does not compile until it has a kernel here.
+        Object[] args = switch (layout) {
+          case TILE_PACKED -> new Object[] {shard.input(), cols, realRows, n, k, group, r0, end, eps, q, sz, rowStats,
+              inputBad};
+          case CPU -> new Object[] {shard.input(), n, k, group, r0, end, eps, q, sz, rowStats, inputBad};
+          case PLAIN -> throw new IllegalStateException("no recipe writes the " + layout.cliName() + " int4 layout");
+        };
+        String kernel = layout == Int4Layout.TILE_PACKED ? "int4_tile_packed" : "int4_cpu";
+        dev.launch(s, kernel, CudaKernels.blocks(end - r0, ROWS_PER_BLOCK), THREADS, 0, args);
       });
       ByteBuffer bad = shard.download(inputBad, 0, 4L * realRows);
       for (int r = 0; r < realRows; r++) {
@@ -91,9 +80,5 @@ final class CudaInt4 implements CudaRecipe {
       parts.put(szSpec.name(), shard.downloadTensor(sz, 0, szSpec.dtype(), szSpec.shape()));
       return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
     }
-  }
-
-  private static long roundUp(long x, long multiple) {
-    return (x + multiple - 1) / multiple * multiple;
   }
 }

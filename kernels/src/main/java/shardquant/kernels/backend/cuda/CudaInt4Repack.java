@@ -3,14 +3,11 @@ package shardquant.kernels.backend.cuda;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.AffineQuantRef;
-import shardquant.kernels.quant.AffineSpec;
+import shardquant.kernels.quant.Int4Layout;
+import shardquant.kernels.quant.UnpackedInt4.Padding;
 import shardquant.kernels.quant.PartSpec;
-import shardquant.kernels.quant.QParams;
 import shardquant.kernels.quant.QuantConfig;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 
@@ -29,32 +26,17 @@ import shardquant.kernels.tensor.Tensor;
  * are uploaded, converted and downloaded; {@link CudaQuantizedTensor}s convert in device memory.
  */
 public final class CudaInt4Repack {
-  /** torchao's Int4TilePackedTo4dTensor fixes inner_k_tiles = 8 (see Int4Layout.TILE_PACKED). */
-  static final int INNER_K_TILES = 8;
+  private static final int INNER_K_TILES = Int4Layout.INNER_K_TILES;
   private static final int THREADS = 256;
   private static final int MAX_BLOCKS = 1 << 16;
   private static final int TILE = 0;
   private static final int CPU = 1;
   private static final int PLAIN = 2;
-  private static final Map<Integer, Padding> PADDING = new ConcurrentHashMap<>();
 
   private final Gpu gpu;
 
   CudaInt4Repack(Gpu gpu) {
     this.gpu = gpu;
-  }
-
-  /** What torchao's zero padding quantizes to for a group size: code and bf16 bits of scale and zero. */
-  record Padding(int code, int scaleBits, int zeroBits) {
-    static Padding of(int groupSize) {
-      return PADDING.computeIfAbsent(groupSize, g -> {
-        Tensor zeros = Tensor.allocate(DType.BF16, 1, g);
-        AffineSpec spec = AffineSpec.tinygemmInt4(g, DType.BF16);
-        QParams qp = AffineQuantRef.chooseQParams(zeros, spec);
-        int code = AffineQuantRef.quantize(zeros, spec, qp).getInt(0);
-        return new Padding(code, qp.scale().bytes().getShort(0) & 0xFFFF, qp.zeroPoint().bytes().getShort(0) & 0xFFFF);
-      });
-    }
   }
 
   /**
@@ -123,7 +105,7 @@ public final class CudaInt4Repack {
 
   /** A resident int4 tensor in {@code target}'s layout (tile-packed or cpu), converted in device memory. */
   CudaQuantizedTensor repack(CudaQuantizedTensor t, Int4Layout target) {
-    Int4Layout from = CudaQuantizedTensor.layoutOf(t.config().recipe());
+    Int4Layout from = Int4Layout.of(t.config().recipe());
     if (from == null) {
       throw new IllegalArgumentException("repack converts int4-tile-packed and int4-cpu tensors, got " + t
           + "; its codes are not tinygemm's");
@@ -156,7 +138,7 @@ public final class CudaInt4Repack {
 
   /** A resident int4 tensor's values, computed on the device. */
   Tensor dequantize(CudaQuantizedTensor t, DType out) {
-    Int4Layout from = CudaQuantizedTensor.layoutOf(t.config().recipe());
+    Int4Layout from = Int4Layout.of(t.config().recipe());
     if (from == null) {
       throw new IllegalStateException("dequantize on the device has a kernel for int4-tile-packed and int4-cpu, not "
           + t.config().recipe().cliName() + "; download it with toHost() and dequantize there");
@@ -206,8 +188,7 @@ public final class CudaInt4Repack {
       }
       return new Stored(layout, g, rows, cols, (int) n, (int) k, (int) n, (int) (k / g), memory);
     }
-    if (cols % g != 0 || (layout == Int4Layout.CPU && (rows % 16 != 0 || cols % 2 != 0))
-        || (long) rows * cols > Integer.MAX_VALUE) {
+    if (layout.refusal(rows, cols, g) != null || (long) rows * cols > Integer.MAX_VALUE) {
       return null;
     }
     for (PartSpec spec : layout.parts(rows, cols, g)) {
@@ -269,7 +250,7 @@ public final class CudaInt4Repack {
           zero = dev.alloc(Math.max(1, 2L * n * groups));
           temporary.add(zero);
           dev.launch(s, "int4_unpack_scale_zero", blocks((long) src.szN() * src.szGroups()), THREADS, 0,
-              src.mem("scale_and_zero"), n, groups, src.szN(), src.szGroups(), pad.scaleBits(), pad.zeroBits(),
+              src.mem("scale_and_zero"), n, groups, src.szN(), src.szGroups(), pad.scaleBits() & 0xFFFF, pad.zeroBits() & 0xFFFF,
               scale, zero, bad);
         }
         for (PartSpec spec : specs) {
@@ -291,7 +272,7 @@ public final class CudaInt4Repack {
             int szGroups = Math.toIntExact(shape[0]);
             int szN = Math.toIntExact(shape[1]);
             dev.launch(s, "int4_pack_scale_zero", blocks((long) szN * szGroups), THREADS, 0, scale, zero, n, groups,
-                szN, szGroups, pad.scaleBits(), pad.zeroBits(), m);
+                szN, szGroups, pad.scaleBits() & 0xFFFF, pad.zeroBits() & 0xFFFF, m);
           }
         }
         int flagged = io.download(bad, 4).getInt(0);

@@ -6,10 +6,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
-import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.tensor.Tensor;
 
 /**
@@ -271,10 +270,5 @@ public final class CudaQuantizedTensor implements AutoCloseable {
         // the device already failed; the exception being handled says how
       }
     }
-  }
-
-  /** The int4 tinygemm layout a recipe writes, or null. */
-  static Int4Layout layoutOf(Recipe r) {
-    return r == Recipe.INT4_TILE_PACKED ? Int4Layout.TILE_PACKED : r == Recipe.INT4_CPU ? Int4Layout.CPU : null;
   }
 }

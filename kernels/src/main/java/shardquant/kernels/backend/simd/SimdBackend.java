@@ -5,6 +5,7 @@ import java.util.Map;
 import jdk.incubator.vector.FloatVector;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.reference.ReferenceBackend;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -23,8 +24,11 @@ public final class SimdBackend implements Backend {
   public SimdBackend() {
     // One line per recipe with a SIMD kernel (the kernels' own classes hold the byte layout comments).
     kernels.put(Recipe.NF4, new SimdNf4());
-    kernels.put(Recipe.INT4_TILE_PACKED, new SimdInt4(SimdInt4.Layout.TILE_PACKED));
-    kernels.put(Recipe.INT4_CPU, new SimdInt4(SimdInt4.Layout.CPU));
+    for (Recipe r : Recipe.values()) { // every tinygemm int4 recipe: SimdInt4 packs each recipe's layout
+      if (Int4Layout.of(r) != null) {
+        kernels.put(r, new SimdInt4(Int4Layout.of(r)));
+      }
+    }
     kernels.put(Recipe.INT8_DYN_ACT_INT4_WEIGHT, new SimdIntx());
     kernels.put(Recipe.INTX_WEIGHT_ONLY, new SimdIntx());
     kernels.put(Recipe.INT8_WEIGHT_ONLY, new SimdInt8());

@@ -12,6 +12,7 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.AffineSpec;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.PartSpec;
@@ -56,28 +57,19 @@ final class SimdInt4 implements SimdKernel {
   /** Shift of each lane's nibble in a tile word: the odd column of a pair goes to the upper 16 bits. */
   private static final IntVector ODD_HIGH = IntVector.fromArray(I, new int[] {0, 16, 0, 16, 0, 16, 0, 16}, 0);
 
-  /** The qdata layout: how rows pair up and where a pair's codes go. */
-  enum Layout {
-    TILE_PACKED {
-      @Override
-      Packer packer(Tensor qdata, int n, int k) {
-        return new TilePacker(qdata, k);
-      }
-    },
-    CPU {
-      @Override
-      Packer packer(Tensor qdata, int n, int k) {
-        return new CpuPacker(qdata, n, k);
-      }
-    };
+  private final Int4Layout layout;
 
-    abstract Packer packer(Tensor qdata, int n, int k);
+  SimdInt4(Int4Layout layout) {
+    this.layout = layout;
   }
 
-  private final Layout layout;
-
-  SimdInt4(Layout layout) {
-    this.layout = layout;
+  /** How rows pair up and where a pair's codes go in {@code layout}'s qdata. */
+  private static Packer packer(Int4Layout layout, Tensor qdata, int n, int k) {
+    return switch (layout) {
+      case TILE_PACKED -> new TilePacker(qdata, k);
+      case CPU -> new CpuPacker(qdata, n, k);
+      case PLAIN -> throw new IllegalArgumentException("no recipe writes the " + layout.cliName() + " int4 layout");
+    };
   }
 
   @Override
@@ -96,7 +88,7 @@ final class SimdInt4 implements SimdKernel {
     int n = Math.toIntExact(scaleAndZero.shape()[1]);
     int k = Math.toIntExact(scaleAndZero.shape()[0] * c.groupSize());
     QuantStats shard = new QuantStats(); // added to stats only when the whole shard succeeded, as the reference does
-    new Pass(rows, c.groupSize(), n, k, scaleAndZero, layout.packer(parts.get("qdata"), n, k), shard).run();
+    new Pass(rows, c.groupSize(), n, k, scaleAndZero, packer(layout, parts.get("qdata"), n, k), shard).run();
     stats.merge(shard);
     return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
   }

@@ -21,6 +21,7 @@ import shardquant.kernels.backend.cuda.CudaDifferential.Target;
 import shardquant.kernels.select.Backends;
 import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -109,8 +110,8 @@ class CudaInt4Test {
     // finite input whose dequantized values are not (a group spanning ±bf16 max) stays on the GPU
     Gpu gpu = new Gpu(cuda.device(), CudaShard.CHUNK_BYTES);
     Tensor edge = SimdDifferential.tinygemmEdgeMatrix(r, 16, 256);
-    for (CudaInt4.Layout layout : CudaInt4.Layout.values()) {
-      Recipe recipe = layout == CudaInt4.Layout.CPU ? Recipe.INT4_CPU : Recipe.INT4_TILE_PACKED;
+    for (Int4Layout layout : List.of(Int4Layout.TILE_PACKED, Int4Layout.CPU)) {
+      Recipe recipe = layout.recipe();
       QuantStats stats = new QuantStats();
       assertNotNull(new CudaInt4(layout).quantize(gpu, edge, new QuantConfig(recipe, 32, 4), GlobalStats.NONE, stats),
           layout + " sent finite input to the CPU");

@@ -18,12 +18,12 @@ import shardquant.kernels.backend.cuda.CudaDifferential.Target;
 import shardquant.kernels.backend.reference.ReferenceBackend;
 import shardquant.kernels.backend.simd.SimdDifferential;
 import shardquant.kernels.dtype.DType;
+import shardquant.kernels.quant.Int4Layout;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.Nf4Ref;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.Recipe;
-import shardquant.kernels.repack.Int4Layout;
 import shardquant.kernels.repack.TinygemmInt4Tensor;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
@@ -165,7 +165,7 @@ class CudaQuantizedTensorTest {
             SimdDifferential.assertBytes(q.dequantize(out), resident.dequantize(out), what + " dequantized to " + out);
           }
           assertTrue(CudaDifferential.launches(cuda) > before || before < 0, what + ": no kernel ran");
-          assertSame(resident, resident.repack(CudaQuantizedTensor.layoutOf(recipe)));
+          assertSame(resident, resident.repack(Int4Layout.of(recipe)));
           TinygemmInt4Tensor host = TinygemmInt4Tensor.of(q);
           for (Int4Layout target : List.of(Int4Layout.TILE_PACKED, Int4Layout.CPU)) {
             if (target.recipe() == recipe || host.refusal(target) != null) {
@@ -178,7 +178,7 @@ class CudaQuantizedTensorTest {
               assertArrayEquals(want.shape(), got.shape(), what);
               want.parts().forEach((name, p) -> SimdDifferential.assertBytes(p, got.part(name), what + " -> " + target.cliName()));
               SimdDifferential.assertBytes(q.dequantize(DType.BF16), other.dequantize(DType.BF16), what + " repacked dq");
-              try (CudaQuantizedTensor back = other.repack(CudaQuantizedTensor.layoutOf(recipe))) {
+              try (CudaQuantizedTensor back = other.repack(Int4Layout.of(recipe))) {
                 QuantizedTensor b = back.toHost();
                 q.parts().forEach((name, p) -> SimdDifferential.assertBytes(p, b.part(name), what + " and back: " + name));
               }

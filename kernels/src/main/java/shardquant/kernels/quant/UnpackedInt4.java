@@ -1,27 +1,33 @@
-package shardquant.kernels.repack;
+package shardquant.kernels.quant;
 
 import java.nio.ByteBuffer;
 import java.util.Arrays;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.quant.AffineQuantRef;
-import shardquant.kernels.quant.AffineSpec;
-import shardquant.kernels.quant.QParams;
 import shardquant.kernels.tensor.Tensor;
 
 /**
- * What every int4 layout holds, unpacked: tinygemm's uint4 codes q[n][k] (0..15, row-major) and its bf16
- * scale and FLOAT-domain zero [n][k/g], for the original (unpadded) shape. Every conversion goes through
- * this form, so no value is ever recomputed from weights.
+ * What every {@link Int4Layout} holds, unpacked: tinygemm's uint4 codes q[n][k] (0..15, row-major) and its
+ * bf16 scale and FLOAT-domain zero [n][k/g]. The int4 recipes quantize to this form (at the stored, padded
+ * size) and every layout conversion goes through it (at the original size), so no value is ever recomputed
+ * from weights.
  */
-record UnpackedInt4(int n, int k, int groupSize, int[] codes, Tensor scale, Tensor zero) {
+public record UnpackedInt4(int n, int k, int groupSize, int[] codes, Tensor scale, Tensor zero) {
 
   /**
    * What torchao's zero padding of the weight quantizes to: the code of a padded element and the bf16 bits
    * of the scale and zero of a group that is all padding. tinygemm's qparams depend on a group alone, so
    * every padded row and every group past K (K a multiple of the group size) holds exactly these.
    */
-  record Padding(int code, short scaleBits, short zeroBits) {
-    static Padding of(int groupSize) {
+  public record Padding(int code, short scaleBits, short zeroBits) {
+    private static final Map<Integer, Padding> BY_GROUP = new ConcurrentHashMap<>();
+
+    public static Padding of(int groupSize) {
+      return BY_GROUP.computeIfAbsent(groupSize, Padding::compute);
+    }
+
+    private static Padding compute(int groupSize) {
       Tensor zeros = Tensor.allocate(DType.BF16, 1, groupSize);
       AffineSpec spec = AffineSpec.tinygemmInt4(groupSize, DType.BF16);
       QParams qp = AffineQuantRef.chooseQParams(zeros, spec);
