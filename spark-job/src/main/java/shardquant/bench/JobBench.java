@@ -34,7 +34,8 @@ public final class JobBench {
   }
 
   /** {@code bench job local: X GB/s, Y of cp}: Y is cp's time over the job's, 1 as fast as cp. */
-  public record Figures(long bytes, long jobNanos, long cpNanos, String master, QuantConfig config, boolean verified) {
+  public record Figures(long bytes, long jobNanos, long cpNanos, String master, QuantConfig config, boolean verified,
+      QuantizeJob.Phases phases) {
     public double gigabytesPerSecond() {
       return bytes / (double) Math.max(1, jobNanos);
     }
@@ -52,6 +53,17 @@ public final class JobBench {
       return String.format(Locale.ROOT, "note: job %.2f s (%s, %s on %s, Spark's start included), cp -R %.2f s, of a %.1f MB "
               + "synthetic checkpoint in 4 files read from the page cache; \"of cp\" is cp's time over the job's: 1 is as fast "
               + "as cp", jobNanos / 1e9, master, config, Backends.cpu().nameFor(config.recipe()), cpNanos / 1e9, bytes / 1e6);
+    }
+
+    /** Where the job's time went: the fixed costs (planning, Spark's start, warm-up, commit) beside the stages. */
+    public String phasesNote() {
+      return String.format(Locale.ROOT, "note: of the job's %.2f s: setup %.2f s (backend self-check, headers, plan, output directory), "
+              + "Spark's start %.2f s, stages %.2f s (of "
+              + "which the first wave of quantize tasks ran %.2f s of task time above the median task: JIT warm-up), "
+              + "commit %.2f s; without the fixed costs (setup, start, commit) the job ran at %s of cp",
+          jobNanos / 1e9, phases.planNanos() / 1e9, phases.sparkStartNanos() / 1e9, phases.stagesNanos() / 1e9,
+          phases.warmUpNanos() / 1e9, phases.commitNanos() / 1e9,
+          KernelBench.digits3(cpNanos / (double) Math.max(1, phases.stagesNanos())));
     }
   }
 
@@ -74,7 +86,7 @@ public final class JobBench {
       long t1 = System.nanoTime();
       QuantizeJob.Result r = QuantizeJob.run(o, console);
       long jobNanos = System.nanoTime() - t1;
-      return new Figures(bytes, jobNanos, cpNanos, r.master(), spec.config(), r.verified());
+      return new Figures(bytes, jobNanos, cpNanos, r.master(), spec.config(), r.verified(), r.phases());
     } finally {
       deleteTree(root);
     }

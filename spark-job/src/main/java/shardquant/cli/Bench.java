@@ -98,6 +98,7 @@ final class Bench {
     }, err);
     out.println(f.line());
     out.println(f.note());
+    out.println(f.phasesNote());
     return f.verified() ? Main.OK : Main.VERIFY_FAILED;
   }
 }

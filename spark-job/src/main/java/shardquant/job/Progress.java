@@ -1,7 +1,10 @@
 package shardquant.job;
 
 import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import org.apache.spark.Success$;
 import org.apache.spark.scheduler.SparkListener;
@@ -41,6 +44,8 @@ final class Progress extends SparkListener {
   private int tensorsDone;
   private int filesDone;
   private long lastPrint;
+  /** Each successful quantize task's launch time and duration, in milliseconds. */
+  private final List<long[]> quantizeTasks = new ArrayList<>();
 
   Progress(Plan plan, int[][] groups, int[] files, String command, PrintStream out, long intervalMillis) {
     this(plan, groups, files, command, StatusLine.forConsole(out), intervalMillis);
@@ -87,6 +92,7 @@ final class Progress extends SparkListener {
     }
     String kind = stageKinds.get(e.stageId());
     if (QUANTIZE_RDD.equals(kind)) {
+      quantizeTasks.add(new long[] {e.taskInfo().launchTime(), e.taskInfo().duration()});
       quantized(e.taskInfo().index());
     } else if (ASSEMBLE_RDD.equals(kind)) {
       assembled();
@@ -100,6 +106,20 @@ final class Progress extends SparkListener {
   synchronized String failures() {
     return failedAttempts == 0 ? null : failedAttempts + " failed task attempt" + (failedAttempts == 1 ? "" : "s")
         + " (first: " + firstFailure + ")";
+  }
+
+  /**
+   * How much longer the quantize stage's first {@code slots} tasks to start ran than its median task, summed
+   * over those that did: the warm-up (the JIT compiling the kernels, first reads), in milliseconds.
+   */
+  synchronized long firstWaveExcessMillis(int slots) {
+    if (quantizeTasks.isEmpty()) {
+      return 0;
+    }
+    long[] durations = quantizeTasks.stream().mapToLong(t -> t[1]).sorted().toArray();
+    long median = durations[durations.length / 2];
+    return quantizeTasks.stream().sorted(Comparator.comparingLong(t -> t[0])).limit(Math.max(1, slots))
+        .mapToLong(t -> Math.max(0, t[1] - median)).sum();
   }
 
   /** A failed job ends here too: whatever follows on the console starts on a line of its own. */

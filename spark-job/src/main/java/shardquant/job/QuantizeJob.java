@@ -52,7 +52,22 @@ public final class QuantizeJob {
 
   /** How the job went. {@code verified} false: some dequantized value was not finite (exit 3). */
   public record Result(Plan plan, List<TensorReport> reports, int filesKept, int filesWritten, long wallNanos,
-      boolean verified, String master) {}
+      boolean verified, String master, Phases phases) {
+    public Result(Plan plan, List<TensorReport> reports, int filesKept, int filesWritten, long wallNanos, boolean verified,
+        String master) {
+      this(plan, reports, filesKept, filesWritten, wallNanos, verified, master, Phases.NONE);
+    }
+  }
+
+  /**
+   * Where a run's wall time went, for {@code bench job}: the driver's planning (headers, output directory)
+   * before Spark, Spark's start, the stages (first pass, quantize, assemble) and the commit; and of the
+   * stages' task time, how much the quantize stage's first wave of tasks spent above the median task
+   * (the JIT compiling the kernels, mostly). Nanoseconds; -1 where a run had no such phase.
+   */
+  public record Phases(long planNanos, long sparkStartNanos, long stagesNanos, long commitNanos, long warmUpNanos) {
+    static final Phases NONE = new Phases(-1, -1, -1, -1, -1);
+  }
 
   public static Result run(JobOptions o, PrintStream console) throws IOException {
     return run(o, "quantize", input -> Planner.plan(input, o.spec()), console);
@@ -109,9 +124,14 @@ public final class QuantizeJob {
     int[] build = plan.files().stream().mapToInt(f -> f.index()).filter(f -> !kept.sizes().containsKey(f)).toArray();
     List<FileResult> results = new ArrayList<>();
     String master = conf.get("spark.master");
+    long planned = System.nanoTime();
+    long sparkStarted = -1;
+    long stagesDone = -1;
+    long warmUp = -1;
     if (build.length > 0) {
       int[][] groups = groupsFor(plan, build);
       try (JavaSparkContext sc = JobSparkContext.start(conf)) {
+        sparkStarted = System.nanoTime();
         Progress progress = new Progress(plan, groups, build, command, console, 2000);
         sc.sc().addSparkListener(progress);
         Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe().firstPass().isPresent()
@@ -126,6 +146,8 @@ public final class QuantizeJob {
             .mapPartitionsWithIndex((i, it) -> Collections.singletonList(assembler.assemble(files[i], it)).iterator(), true)
             .setName(Progress.ASSEMBLE_RDD)
             .collect());
+        stagesDone = System.nanoTime();
+        warmUp = progress.firstWaveExcessMillis(sc.defaultParallelism()) * 1_000_000L;
         String retried = progress.failures();
         if (retried != null) {
           console.println("retried: " + retried + "; every retried task's output replaced the failed attempt's");
@@ -182,7 +204,9 @@ public final class QuantizeJob {
             + " _SUCCESS is written%n", r.tensor(), r.nonFinite(), r.elements(), r.sqnrDb());
       }
     }
-    return new Result(plan, reports, kept.sizes().size(), build.length, wall, verified, master);
+    Phases phases = new Phases(planned - start, sparkStarted < 0 ? -1 : sparkStarted - planned,
+        stagesDone < 0 ? -1 : stagesDone - sparkStarted, System.nanoTime() - (stagesDone < 0 ? planned : stagesDone), warmUp);
+    return new Result(plan, reports, kept.sizes().size(), build.length, wall, verified, master, phases);
   }
 
   static SparkConf sparkConf(JobOptions o) {

@@ -50,6 +50,21 @@ class BenchTest {
     Matcher m = match("bench job local: " + NUMBER + " GB/s, " + NUMBER + " of cp", lines.get(0));
     positive(m.group(1));
     positive(m.group(2));
+    String phases = r.out().lines().filter(l -> l.startsWith("note: of the job's")).findFirst().orElseThrow(() -> new AssertionError(r.toString()));
+    Matcher p = match("note: of the job's " + NUMBER + " s: setup " + NUMBER
+        + " s \\(backend self-check, headers, plan, output directory\\), Spark's start " + NUMBER + " s, stages "
+        + NUMBER + " s \\(of which the first wave of quantize tasks ran " + NUMBER + " s .*\\), commit " + NUMBER
+        + " s; without the fixed costs \\(setup, start, commit\\) the job ran at " + NUMBER + " of cp", phases);
+    double job = Double.parseDouble(p.group(1));
+    double sum = 0;
+    positive(p.group(3)); // Spark's start
+    positive(p.group(4)); // the stages
+    for (int g : new int[] {2, 3, 4, 6}) {
+      sum += Double.parseDouble(p.group(g));
+    }
+    assertTrue(sum <= job + 0.02 && sum >= job - 0.5,
+        "setup + start + stages + commit (" + sum + " s) is the job's " + job + " s: " + phases);
+    positive(p.group(7));
     assertEquals(before, benchDirs(), "bench job removes its temporary directories");
   }
 
