@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.Channel;
 import java.nio.channels.FileChannel;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.WritableByteChannel;
@@ -227,12 +228,23 @@ public final class ArrowShards {
     }
   }
 
+  /** A channel over memory: always open, nothing to release. */
+  private abstract static class MemoryChannel implements Channel {
+    @Override
+    public boolean isOpen() {
+      return true;
+    }
+
+    @Override
+    public void close() {}
+  }
+
   /**
    * A channel that writes into a byte array of the right size, or, given none, only counts. (Through
    * {@code Channels.newChannel(ByteArrayOutputStream)} each buffer was copied into a scratch array, then
    * into the stream's array, and once more by {@code toByteArray}.)
    */
-  private static final class ArrayChannel implements WritableByteChannel {
+  private static final class ArrayChannel extends MemoryChannel implements WritableByteChannel {
     private final byte[] array;
     private long at;
 
@@ -254,18 +266,10 @@ public final class ArrowShards {
       at += n;
       return n;
     }
-
-    @Override
-    public boolean isOpen() {
-      return true;
-    }
-
-    @Override
-    public void close() {}
   }
 
   /** Reads a byte array into whatever buffer asks, one copy each (Channels.newChannel copies through a scratch array). */
-  private static final class ArrayReadChannel implements ReadableByteChannel {
+  private static final class ArrayReadChannel extends MemoryChannel implements ReadableByteChannel {
     private final ByteBuffer src;
 
     ArrayReadChannel(byte[] bytes) {
@@ -282,14 +286,6 @@ public final class ArrowShards {
       src.position(src.position() + n);
       return n;
     }
-
-    @Override
-    public boolean isOpen() {
-      return true;
-    }
-
-    @Override
-    public void close() {}
   }
 
   /** Reads IPC stream bytes written by {@link #toIpcStream}; the kind and schema version must match. */
