@@ -61,6 +61,32 @@ SQ_DEVICE long long sq_cpu_byte(long long r, long long c, long long n, long long
   return base + c * (rows / 2) + (j >> 1);
 }
 
+// The inverse of sq_tile_word for a whole word: tile word w of a paddedK-column tensor holds codes
+// q[r][c + 8j + e] (j 0..3, e 0..1) at bits e * 16 + 4j.
+SQ_DEVICE void sq_tile_word_origin(long long w, long long paddedK, int ikt, long long* r, long long* c) {
+  const long long pairs = ikt / 2;
+  const long long superTiles = paddedK / (16LL * ikt);
+  const long long p = w % pairs;
+  const long long t = (w / pairs) % 32;
+  const long long kt = (w / (pairs * 32)) % superTiles;
+  const long long nt = w / (pairs * 32 * superTiles);
+  *r = 8 * nt + t / 4;
+  *c = 16 * (ikt * kt + 2 * p) + 2 * (t % 4);
+}
+
+// The inverse of sq_cpu_byte for a whole byte: byte b of the cpu layout of an n x k tensor holds
+// q[*low][*col] in its low nibble and q[*high][*col] in its high one.
+SQ_DEVICE void sq_cpu_byte_codes(long long b, long long n, long long k, long long* low, long long* high,
+                                 long long* col) {
+  const long long r0 = (b / (32LL * k)) * 64;  // a full 64-row block is 32 k bytes
+  const long long rows = n - r0 < 64 ? n - r0 : 64;
+  const long long off = b - r0 * (k / 2);
+  const long long j = off % (rows / 2);
+  *col = off / (rows / 2);
+  *low = r0 + (rows == 64 ? j : 2 * j);
+  *high = rows == 64 ? *low + 32 : *low + 1;
+}
+
 // Unpacks the source's storage units to codes [n][k] (original size). TILE: src int32 words of an
 // srcN x srcK padded tensor, innerKTiles ikt; codes outside n x k must be padCode. CPU: src bytes [n][k/2]
 // (srcN, srcK unused). PLAIN: src int8 [n][k], each in -8..7. *bad counts codes that break these rules.
@@ -69,18 +95,12 @@ extern "C" __global__ void __launch_bounds__(256) int4_unpack_codes(int layout, 
   const long long nk = (long long)n * k;
   int wrong = 0;
   if (layout == SQ_INT4_TILE) {
-    const long long pairs = ikt / 2;
-    const long long superK = 16LL * ikt;
-    const long long superTiles = srcK / superK;
     const long long words = (long long)srcN * srcK / 8;
     for (long long w = (long long)blockIdx.x * blockDim.x + threadIdx.x; w < words; w += stride) {
       const unsigned int word = ((const unsigned int*)src)[w];
-      const long long p = w % pairs;
-      const long long t = (w / pairs) % 32;
-      const long long kt = (w / (pairs * 32)) % superTiles;
-      const long long nt = w / (pairs * 32 * superTiles);
-      const long long r = 8 * nt + t / 4;
-      const long long c = 16 * (ikt * kt + 2 * p) + 2 * (t % 4);
+      long long r;
+      long long c;
+      sq_tile_word_origin(w, srcK, ikt, &r, &c);
       for (int j = 0; j < 4; j++) {
         for (int e = 0; e < 2; e++) {
           const int code = (int)((word >> (e * 16 + 4 * j)) & 0xFu);
@@ -95,16 +115,12 @@ extern "C" __global__ void __launch_bounds__(256) int4_unpack_codes(int layout, 
     }
   } else if (layout == SQ_INT4_CPU) {
     const long long bytes = nk / 2;
-    const long long blockBytes = 32LL * k;  // a full 64-row block
     for (long long b = (long long)blockIdx.x * blockDim.x + threadIdx.x; b < bytes; b += stride) {
       const unsigned int v = ((const unsigned char*)src)[b];
-      const long long r0 = (b / blockBytes) * 64;
-      const long long rows = n - r0 < 64 ? n - r0 : 64;
-      const long long off = b - r0 * (k / 2);
-      const long long col = off / (rows / 2);
-      const long long j = off % (rows / 2);
-      const long long low = r0 + (rows == 64 ? j : 2 * j);
-      const long long high = rows == 64 ? low + 32 : low + 1;
+      long long low;
+      long long high;
+      long long col;
+      sq_cpu_byte_codes(b, n, k, &low, &high, &col);
       codes[low * k + col] = (unsigned char)(v & 0xFu);
       codes[high * k + col] = (unsigned char)((v >> 4) & 0xFu);
     }
@@ -127,16 +143,11 @@ extern "C" __global__ void __launch_bounds__(256) int4_pack_codes(int layout, co
   const long long stride = (long long)gridDim.x * blockDim.x;
   const long long nk = (long long)n * k;
   if (layout == SQ_INT4_TILE) {
-    const long long pairs = ikt / 2;
-    const long long superTiles = dstK / (16LL * ikt);
     const long long words = (long long)dstN * dstK / 8;
     for (long long w = (long long)blockIdx.x * blockDim.x + threadIdx.x; w < words; w += stride) {
-      const long long p = w % pairs;
-      const long long t = (w / pairs) % 32;
-      const long long kt = (w / (pairs * 32)) % superTiles;
-      const long long nt = w / (pairs * 32 * superTiles);
-      const long long r = 8 * nt + t / 4;
-      const long long c = 16 * (ikt * kt + 2 * p) + 2 * (t % 4);
+      long long r;
+      long long c;
+      sq_tile_word_origin(w, dstK, ikt, &r, &c);
       unsigned int word = 0;
       for (int j = 0; j < 4; j++) {
         for (int e = 0; e < 2; e++) {
@@ -149,15 +160,11 @@ extern "C" __global__ void __launch_bounds__(256) int4_pack_codes(int layout, co
     }
   } else if (layout == SQ_INT4_CPU) {
     const long long bytes = nk / 2;
-    const long long blockBytes = 32LL * k;
     for (long long b = (long long)blockIdx.x * blockDim.x + threadIdx.x; b < bytes; b += stride) {
-      const long long r0 = (b / blockBytes) * 64;
-      const long long rows = n - r0 < 64 ? n - r0 : 64;
-      const long long off = b - r0 * (k / 2);
-      const long long col = off / (rows / 2);
-      const long long j = off % (rows / 2);
-      const long long low = r0 + (rows == 64 ? j : 2 * j);
-      const long long high = rows == 64 ? low + 32 : low + 1;
+      long long low;
+      long long high;
+      long long col;
+      sq_cpu_byte_codes(b, n, k, &low, &high, &col);
       ((unsigned char*)dst)[b] = (unsigned char)(codes[low * k + col] | (codes[high * k + col] << 4));
     }
   } else {

@@ -17,7 +17,7 @@ extern "C" __global__ void __launch_bounds__(256) int8_rowwise(const void* __res
                                                             signed char* __restrict__ q, float* __restrict__ scale,
                                                             SqRowStats* __restrict__ stats) {
   const int lane = threadIdx.x & 31;
-  const int row = rowBegin + blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int row = sq_warp_row(rowBegin);
   if (row >= rowEnd) {
     return;  // the whole warp
   }
@@ -28,17 +28,11 @@ extern "C" __global__ void __launch_bounds__(256) int8_rowwise(const void* __res
   float mx = -INFINITY;
   int bad = 0;
   for (int c = lane; c < cols; c += 32) {
-    float v = sq_load(x, base + c, dtype);
-    bad += !sq_finite(v);
-    mn = sq_min(mn, v);
-    mx = sq_max(mx, v);
+    sq_range_add(sq_load(x, base + c, dtype), &mn, &mx, &bad);
   }
   bad = sq_warp_sum(bad);
   if (bad != 0) {
-    if (lane == 0) {
-      SqRowStats s = {0.0, 0.0, 0.0f, 0, bad, 0};
-      stats[row] = s;
-    }
+    sq_row_non_finite(bad, &stats[row]);
     return;
   }
   mn = sq_warp_min(mn);

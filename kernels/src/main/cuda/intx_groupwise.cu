@@ -95,7 +95,7 @@ extern "C" __global__ void __launch_bounds__(256) intx_groupwise(
     signed char* __restrict__ q, void* __restrict__ scale, signed char* __restrict__ zero,
     SqRowStats* __restrict__ stats) {
   const int lane = threadIdx.x & 31;
-  const int row = rowBegin + blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int row = sq_warp_row(rowBegin);
   if (row >= rowEnd) {
     return;  // the whole warp
   }
@@ -122,18 +122,12 @@ extern "C" __global__ void __launch_bounds__(256) intx_groupwise(
       int j = k * 32 + lane;
       cached[k] = 0.0f;
       if (j < group) {
-        float v = sq_load(x, at + j, dtype);
-        cached[k] = v;
-        bad += !sq_finite(v);
-        mn = sq_min(mn, v);
-        mx = sq_max(mx, v);
+        cached[k] = sq_load(x, at + j, dtype);
+        sq_range_add(cached[k], &mn, &mx, &bad);
       }
     }
     for (int j = INTX_CACHED_STEPS * 32 + lane; j < group; j += 32) {
-      float v = sq_load(x, at + j, dtype);
-      bad += !sq_finite(v);
-      mn = sq_min(mn, v);
-      mx = sq_max(mx, v);
+      sq_range_add(sq_load(x, at + j, dtype), &mn, &mx, &bad);
     }
     mn = sq_warp_min(mn);
     mx = sq_warp_max(mx);
@@ -196,10 +190,7 @@ extern "C" __global__ void __launch_bounds__(256) intx_groupwise(
   bad = sq_warp_sum(bad);
   clipped = sq_warp_sum(clipped);
   if (bad != 0) {
-    if (lane == 0) {
-      SqRowStats st = {0.0, 0.0, 0.0f, 0, bad, 0};
-      stats[row] = st;
-    }
+    sq_row_non_finite(bad, &stats[row]);
     return;
   }
   sq_warp_finish_stats(&acc, clipped, &stats[row]);

@@ -158,6 +158,29 @@ struct SqRowStats {
   int pad;
 };
 
+// The row of a shard this warp quantizes, for kernels that give each warp one row (blockDim.x / 32 rows
+// per block, from rowBegin).
+SQ_DEVICE int sq_warp_row(int rowBegin) {
+  return rowBegin + blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+}
+
+// Adds input element v to a running range (Java's Math.min / Math.max) and counts it in *bad if it is
+// NaN or infinite.
+SQ_DEVICE void sq_range_add(float v, float* mn, float* mx, int* bad) {
+  *bad += !sq_finite(v);
+  *mn = sq_min(*mn, v);
+  *mx = sq_max(*mx, v);
+}
+
+// The stats of a row holding NaN or infinity: only nonFinite, the warp's count (> 0), which sends the
+// shard to the CPU backend. Lane 0 writes.
+SQ_DEVICE void sq_row_non_finite(int bad, SqRowStats* out) {
+  if ((threadIdx.x & 31) == 0) {
+    SqRowStats s = {0.0, 0.0, 0.0f, 0, bad, 0};
+    *out = s;
+  }
+}
+
 // Reductions over aligned groups of `lanes` lanes (2, 4, 8, 16 or 32): every lane of the warp must call
 // them (the emulator checks), and each gets its group's result. The warp-wide ones are lanes = 32.
 SQ_DEVICE float sq_group_min(float v, int lanes) {

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.Channel;
 import java.nio.channels.FileChannel;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.WritableByteChannel;
@@ -124,8 +125,7 @@ public final class ArrowShards {
       throw new IllegalArgumentException("rows [" + rowStart + ", " + rowEnd + ") of tensor '" + tensor + "' are "
           + byteLength + " bytes, over the 2 GiB one buffer can hold: use smaller shards");
     }
-    VectorSchemaRoot root = VectorSchemaRoot.create(tensorShardSchema(), allocator);
-    try {
+    return build(tensorShardSchema(), allocator, root -> {
       putTensorShardHeader(root, tensor, tensorShape, rowStart, rowEnd, dtype, shape);
       ArrowBuf data = Columns.putBinaries(root, "data", new long[] {byteLength});
       ByteBuffer target = data.nioBuffer(0, (int) byteLength).order(ByteOrder.LITTLE_ENDIAN);
@@ -134,37 +134,27 @@ public final class ArrowShards {
         throw new IOException("filling rows [" + rowStart + ", " + rowEnd + ") of tensor '" + tensor + "' left "
             + target.remaining() + " of " + byteLength + " bytes unfilled");
       }
-      root.setRowCount(1);
-    } catch (Throwable t) {
-      root.close();
-      throw t;
-    }
-    return adopt(root, ArrowShards::decodeTensorShard);
+      return 1;
+    }, ArrowShards::decodeTensorShard);
   }
 
   /** Same, copying the bytes of an existing TensorShard into Arrow memory. */
   public static ShardBatch<TensorShard> tensorShard(TensorShard s, BufferAllocator allocator) {
     Objects.requireNonNull(s, "shard");
     Objects.requireNonNull(allocator, "allocator");
-    VectorSchemaRoot root = VectorSchemaRoot.create(tensorShardSchema(), allocator);
-    try {
+    return build(tensorShardSchema(), allocator, root -> {
       putTensorShardHeader(root, s.tensor(), s.tensorShape(), s.rowStart(), s.rowEnd(), s.data().dtype(),
           s.data().shape());
       Columns.putBinaries(root, "data", new long[] {s.data().byteSize()}).setBytes(0, s.data().bytes());
-      root.setRowCount(1);
-    } catch (Throwable t) {
-      root.close();
-      throw t;
-    }
-    return adopt(root, ArrowShards::decodeTensorShard);
+      return 1;
+    }, ArrowShards::decodeTensorShard);
   }
 
   public static ShardBatch<QuantizedShard> quantizedShard(QuantizedShard s, BufferAllocator allocator) {
     Objects.requireNonNull(s, "shard");
     Objects.requireNonNull(allocator, "allocator");
     List<ShardPart> parts = s.parts();
-    VectorSchemaRoot root = VectorSchemaRoot.create(quantizedShardSchema(), allocator);
-    try {
+    return build(quantizedShardSchema(), allocator, root -> {
       Columns.allocate(root, parts.size(), "data");
       long[] lengths = new long[parts.size()];
       for (int i = 0; i < parts.size(); i++) {
@@ -184,12 +174,26 @@ public final class ArrowShards {
         data.setBytes(at, parts.get(i).data().bytes());
         at += lengths[i];
       }
-      root.setRowCount(parts.size());
+      return parts.size();
+    }, ArrowShards::decodeQuantizedShard);
+  }
+
+  /** Writes a batch's rows into a fresh root and returns their count. */
+  private interface Rows<E extends Exception> {
+    int write(VectorSchemaRoot root) throws E;
+  }
+
+  /** A batch of {@code schema} that {@code rows} fills; the root is closed if filling or decoding fails. */
+  private static <T, E extends Exception> ShardBatch<T> build(Schema schema, BufferAllocator allocator, Rows<E> rows,
+      Function<VectorSchemaRoot, ? extends T> decode) throws E {
+    VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator);
+    try {
+      root.setRowCount(rows.write(root));
     } catch (Throwable t) {
       root.close();
       throw t;
     }
-    return adopt(root, ArrowShards::decodeQuantizedShard);
+    return adopt(root, decode);
   }
 
   /**
@@ -224,12 +228,23 @@ public final class ArrowShards {
     }
   }
 
+  /** A channel over memory: always open, nothing to release. */
+  private abstract static class MemoryChannel implements Channel {
+    @Override
+    public boolean isOpen() {
+      return true;
+    }
+
+    @Override
+    public void close() {}
+  }
+
   /**
    * A channel that writes into a byte array of the right size, or, given none, only counts. (Through
    * {@code Channels.newChannel(ByteArrayOutputStream)} each buffer was copied into a scratch array, then
    * into the stream's array, and once more by {@code toByteArray}.)
    */
-  private static final class ArrayChannel implements WritableByteChannel {
+  private static final class ArrayChannel extends MemoryChannel implements WritableByteChannel {
     private final byte[] array;
     private long at;
 
@@ -251,18 +266,10 @@ public final class ArrowShards {
       at += n;
       return n;
     }
-
-    @Override
-    public boolean isOpen() {
-      return true;
-    }
-
-    @Override
-    public void close() {}
   }
 
   /** Reads a byte array into whatever buffer asks, one copy each (Channels.newChannel copies through a scratch array). */
-  private static final class ArrayReadChannel implements ReadableByteChannel {
+  private static final class ArrayReadChannel extends MemoryChannel implements ReadableByteChannel {
     private final ByteBuffer src;
 
     ArrayReadChannel(byte[] bytes) {
@@ -279,14 +286,6 @@ public final class ArrowShards {
       src.position(src.position() + n);
       return n;
     }
-
-    @Override
-    public boolean isOpen() {
-      return true;
-    }
-
-    @Override
-    public void close() {}
   }
 
   /** Reads IPC stream bytes written by {@link #toIpcStream}; the kind and schema version must match. */

@@ -1,22 +1,13 @@
 package shardquant.benchmarks;
 
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OperationsPerInvocation;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.Warmup;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.bench.KernelBench;
-import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.QuantizedTensor;
@@ -34,13 +25,7 @@ import shardquant.kernels.verify.QuantStats;
  * per MiB ({@code @OperationsPerInvocation(MIB)}), so JMH's ops/s reads as MiB/s of bf16 input.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.Throughput)
-@OutputTimeUnit(TimeUnit.SECONDS)
-@OperationsPerInvocation(QuantizeBenchmark.MIB)
-@Warmup(iterations = 2, time = 2)
-@Measurement(iterations = 3, time = 2)
-@Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
-public class QuantizeBenchmark {
+public class QuantizeBenchmark extends MibPerSecond {
   /** The size of {@link #shard()} in MiB. */
   static final int MIB = 32;
 

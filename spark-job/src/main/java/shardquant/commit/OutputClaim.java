@@ -13,6 +13,7 @@ import java.time.Instant;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import shardquant.common.LocalProcess;
 import shardquant.common.UserError;
 import shardquant.io.Storage;
 
@@ -61,7 +62,7 @@ public final class OutputClaim implements AutoCloseable {
     me.put("input_fingerprint", fingerprint);
     me.put("host", host());
     me.put("pid", ProcessHandle.current().pid());
-    me.put("process_start", processStart(ProcessHandle.current()));
+    me.put("process_start", LocalProcess.startOf(ProcessHandle.current()));
     me.put("claimed", Instant.now().toString());
     byte[] content = (me.toString() + "\n").getBytes(StandardCharsets.UTF_8);
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -119,14 +120,10 @@ public final class OutputClaim implements AutoCloseable {
     }
   }
 
-  /** The holder is alive only as far as this machine can tell: a live process of this host with the same start time. */
+  /** The holder is alive only as far as this machine can tell: a live process of this host ({@link LocalProcess#alive}). */
   private static boolean alive(JsonNode holder) {
-    if (!host().equals(holder.path("host").asText())) {
-      return false;
-    }
-    return ProcessHandle.of(holder.path("pid").asLong(-1))
-        .map(p -> p.isAlive() && processStart(p).equals(holder.path("process_start").asText()))
-        .orElse(false);
+    return host().equals(holder.path("host").asText())
+        && LocalProcess.alive(holder.path("pid").asLong(-1), holder.path("process_start").asText());
   }
 
   static String describe(JsonNode holder) {
@@ -134,10 +131,6 @@ public final class OutputClaim implements AutoCloseable {
     return holder.path("command").asText("job") + " " + job.substring(0, Math.min(12, job.length())) + " on "
         + holder.path("host").asText("?") + ", pid " + holder.path("pid").asText("?") + ", since "
         + holder.path("claimed").asText("?");
-  }
-
-  private static String processStart(ProcessHandle p) {
-    return p.info().startInstant().map(Instant::toString).orElse("");
   }
 
   private static String host() {

@@ -11,17 +11,16 @@ import java.nio.file.SimpleFileVisitor;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.security.SecureRandom;
-import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Properties;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.spark.SparkConf;
 import shardquant.common.Format;
+import shardquant.common.LocalProcess;
 
 /**
  * Embedded Spark's scratch space (its {@code spark.local.dir}: {@code blockmgr-*} with the shuffle
@@ -116,7 +115,7 @@ public final class Scratch implements AutoCloseable {
     } catch (UnsupportedOperationException e) { // not a POSIX file system
       Files.createDirectory(dir);
     }
-    String owner = "pid=" + self.pid() + "\nstart=" + self.info().startInstant().map(Instant::toString).orElse("") + "\n";
+    String owner = "pid=" + self.pid() + "\nstart=" + LocalProcess.startOf(self) + "\n";
     Files.writeString(dir.resolve(OWNER_FILE), owner, StandardCharsets.UTF_8);
     return dir;
   }
@@ -162,22 +161,13 @@ public final class Scratch implements AutoCloseable {
     } catch (NumberFormatException e) {
       return true; // not ours to judge
     }
-    Optional<ProcessHandle> process = ProcessHandle.of(pid);
-    if (process.isEmpty() || !process.get().isAlive()) {
-      return false;
-    }
     Properties owner = new Properties();
     try (var r = Files.newBufferedReader(folder.resolve(OWNER_FILE), StandardCharsets.UTF_8)) {
       owner.load(r);
     } catch (IOException e) {
-      return true; // being created by that live process, or unreadable: keep
+      return LocalProcess.alive(pid, ""); // being created by that process, or unreadable: the pid decides
     }
-    String recorded = owner.getProperty("start", "");
-    Optional<Instant> start = process.get().info().startInstant();
-    if (recorded.isEmpty() || start.isEmpty()) {
-      return true; // no start time to compare: the pid alone says alive
-    }
-    return recorded.equals(start.get().toString());
+    return LocalProcess.alive(pid, owner.getProperty("start", ""));
   }
 
   /** Deletes {@code dir} and everything in it, as far as it can (never following links); returns the bytes removed. */

@@ -58,7 +58,7 @@ public final class GoldenReport {
       return;
     }
     Mismatch m = Mismatch.of(expected, actual, 0);
-    if (m != null && 1.0 - (double) m.count / expected.numel() < minFraction) {
+    if (m != null && 1.0 - (double) m.count() / expected.numel() < minFraction) {
       failures.add(name + ": " + m + ", more than " + (1 - minFraction) * 100 + "% allowed");
     }
   }
@@ -94,19 +94,7 @@ public final class GoldenReport {
   }
 
   /** The first differing element and how many differ. */
-  private static final class Mismatch {
-    final long first;
-    final long count;
-    final String expectedValue;
-    final String actualValue;
-
-    private Mismatch(long first, long count, String expectedValue, String actualValue) {
-      this.first = first;
-      this.count = count;
-      this.expectedValue = expectedValue;
-      this.actualValue = actualValue;
-    }
-
+  private record Mismatch(long first, long count, String expectedValue, String actualValue) {
     static Mismatch of(Tensor expected, Tensor actual, int ulps) {
       long first = -1;
       long count = 0;

@@ -1,20 +1,18 @@
 package shardquant.kernels.quant;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * {@code nf4}: torchao's {@code to_nf4(w, 64, 256)} through {@link Nf4Ref}. Parts are flat, in
- * NF4Tensor's {@code __tensor_flatten__} order; a row shard holds whole groups of 64·256 elements, and
- * the table and the scaler mean are the same in every shard. The scaler mean comes from its
- * {@link #firstPass}: {@link Nf4Ref#blockAbsmax} of every shard, {@link Nf4Ref#scalerMean} of them all on
- * the driver.
+ * {@code nf4}: torchao's {@code to_nf4(w, 64, 256)} through {@link Nf4Ref}, which documents the
+ * layout. Parts are flat, in NF4Tensor's {@code __tensor_flatten__} order; a row shard holds whole
+ * groups of 64·256 elements, and the table and the scaler mean are the same in every shard. The
+ * scaler mean comes from its {@link #firstPass}: {@link Nf4Ref#blockAbsmax} of every shard,
+ * {@link Nf4Ref#scalerMean} of them all on the driver.
  */
 final class Nf4Recipe implements RecipeKernel {
   static final Nf4Recipe INSTANCE = new Nf4Recipe();
@@ -73,27 +71,14 @@ final class Nf4Recipe implements RecipeKernel {
     if (Float.isNaN(global.scalerMean())) {
       throw new IllegalArgumentException("nf4 needs the tensor's scaler mean from a first pass (Nf4Ref.scalerMean)");
     }
-    Nf4Tensor q = Nf4Ref.quantize(rows, global.scalerMean());
-    QuantizedTensor result = QuantizedTensor.of(c, rows.shape(), rows.dtype(), parts(q));
+    QuantizedTensor q = Nf4Ref.quantize(rows, global.scalerMean());
     stats.addRows(rows, Nf4Ref.dequantize(q), new long[Math.toIntExact(rows.rows())], rows.rows(), rows.cols());
-    return result;
-  }
-
-  private static Map<String, Tensor> parts(Nf4Tensor q) {
-    Map<String, Tensor> parts = new LinkedHashMap<>();
-    parts.put("quantized_data", q.quantizedData());
-    parts.put("scaler_mean", q.scalerMeanTensor());
-    parts.put("quantization_factor", q.quantizationFactor());
-    parts.put("quantized_scalers", q.quantizedScalers());
-    parts.put("nf4", q.nf4());
-    return parts;
+    return q;
   }
 
   @Override
   public Tensor dequantize(QuantizedTensor q, DType out) {
-    Nf4Tensor t = new Nf4Tensor(q.originalDType(), q.shape(), q.part("quantized_data"), q.part("quantized_scalers"),
-        q.part("quantization_factor"), q.part("scaler_mean").getFloat(0));
-    Tensor dq = Nf4Ref.dequantize(t);
+    Tensor dq = Nf4Ref.dequantize(q);
     return out == dq.dtype() ? dq : Tensor.fromFloats(out, dq.shape(), dq.toFloats());
   }
 

@@ -1,6 +1,5 @@
 package shardquant.kernels.quant;
 
-import java.nio.ByteBuffer;
 import java.util.Arrays;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.tensor.Tensor;
@@ -40,6 +39,24 @@ import shardquant.kernels.tensor.Tensor;
  * </ul>
  * NaN and infinite weights are refused with the element's index: torchao would carry them into the
  * mean and so into every scaler of the tensor.
+ *
+ * <p>The result is a {@link QuantizedTensor} of the {@code nf4} recipe: the parts of torchao's
+ * {@code NF4Tensor} for a whole tensor or a row shard of one (declared by {@code Nf4Recipe.parts}),
+ * owned together so that none is left behind; quantizing never keeps a reference to the input, and
+ * dequantizing is the explicit {@link #dequantize} call. Layout, as torchao stores it for an input of
+ * {@code numel} elements of a floating {@code dtype}:
+ * <ul>
+ *   <li>{@code quantized_data}: uint8 [numel / 2]; byte {@code j} holds element {@code 2j}'s 4-bit code in
+ *       its high nibble and element {@code 2j+1}'s in its low nibble ({@code q[::2] << 4 | q[1::2]});
+ *       a code indexes {@link #table}.
+ *   <li>{@code scaler_mean}: the mean of all block absmax values of the whole tensor, a 0-dim tensor of
+ *       dtype ({@code Tensor.mean()}); a row shard carries the whole tensor's mean, which is what makes
+ *       its other parts exact slices.
+ *   <li>{@code quantization_factor}: dtype [numel / (64 * 256)], one per 256 consecutive blocks.
+ *   <li>{@code quantized_scalers}: int8 [numel / 64], one per block of 64 elements: the block's absmax
+ *       minus {@code scaler_mean}, times its scaler block's {@code quantization_factor}, rounded.
+ *   <li>{@code nf4}: dtype [16], {@link #table} in the weight's dtype.
+ * </ul>
  */
 public final class Nf4Ref {
   /** Elements per block with its own absmax scaler ({@code block_size}). */
@@ -132,7 +149,7 @@ public final class Nf4Ref {
   }
 
   /** {@code to_nf4(w, 64, 256)}: both passes over one whole tensor. */
-  public static Nf4Tensor quantize(Tensor w) {
+  public static QuantizedTensor quantize(Tensor w) {
     checkShape(w.dtype(), w.shape());
     return quantize(w, scalerMean(w.dtype(), blockAbsmax(w)));
   }
@@ -142,7 +159,7 @@ public final class Nf4Ref {
    * and {@code convert_to_norm_float_weight}. The shard must hold a whole number of
    * {@link #SHARD_ALIGNMENT}-element groups, so that its blocks and scaler blocks are the whole tensor's.
    */
-  public static Nf4Tensor quantize(Tensor shard, float scalerMean) {
+  public static QuantizedTensor quantize(Tensor shard, float scalerMean) {
     DType d = shard.dtype();
     long numel = checkShape(d, shard.shape());
     checkScalerMean(d, scalerMean);
@@ -152,38 +169,36 @@ public final class Nf4Ref {
     // double_quantize_scalers: centre the block scalers on the mean, then quantize each run of 256 of
     // them to int8 with the factor 256 / (2 * their absmax). `256 / t` is Tensor.__rtruediv__, which is
     // `t.reciprocal() * 256`: two roundings.
-    int[] quantizedScalers = new int[absmax.length];
-    float[] factors = new float[absmax.length / SCALER_BLOCK_SIZE];
+    QuantizedTensor q = QuantizedTensor.allocate(QuantConfig.of(Recipe.NF4), shard);
+    Tensor quantizedScalers = q.part("quantized_scalers");
+    Tensor factors = q.part("quantization_factor");
     float[] centred = new float[SCALER_BLOCK_SIZE];
-    for (int s = 0; s < factors.length; s++) {
+    for (int s = 0; s < factors.numel(); s++) {
       float scalerAbsmax = 0;
       for (int j = 0; j < SCALER_BLOCK_SIZE; j++) {
         centred[j] = d.round(absmax[s * SCALER_BLOCK_SIZE + j] - scalerMean);
         scalerAbsmax = Math.max(scalerAbsmax, Math.abs(centred[j]));
       }
       float factor = d.round(d.round(1f / d.round(2f * scalerAbsmax)) * 256f);
-      factors[s] = factor;
+      factors.setFloat(s, factor);
       for (int j = 0; j < SCALER_BLOCK_SIZE; j++) {
-        quantizedScalers[s * SCALER_BLOCK_SIZE + j] = toInt8(d.round(centred[j] * factor));
+        quantizedScalers.setInt(s * SCALER_BLOCK_SIZE + j, toInt8(d.round(centred[j] * factor)));
       }
     }
 
     // convert_to_norm_float_weight: each element over its block's absmax, to the nearest table entry,
     // two codes per byte, the even element in the high nibble.
     float[] table = table(d);
-    byte[] packed = new byte[Math.toIntExact(numel / 2)];
-    for (int j = 0; j < packed.length; j++) {
+    Tensor packed = q.part("quantized_data");
+    for (int j = 0; j < numel / 2; j++) {
       float scale = absmax[2 * j / BLOCK_SIZE];
       int high = nearest(table, d.round(x[2 * j] / scale), d);
       int low = nearest(table, d.round(x[2 * j + 1] / scale), d);
-      packed[j] = (byte) (high << 4 | low);
+      packed.setInt(j, high << 4 | low);
     }
 
-    return new Nf4Tensor(d, shard.shape(),
-        Tensor.of(DType.U8, new long[] {packed.length}, ByteBuffer.wrap(packed)),
-        Tensor.fromInts(DType.I8, new long[] {quantizedScalers.length}, quantizedScalers),
-        Tensor.fromFloats(d, new long[] {factors.length}, factors),
-        scalerMean);
+    writeReplicated(q, scalerMean);
+    return q;
   }
 
   /**
@@ -204,16 +219,22 @@ public final class Nf4Ref {
    * rounded to the dtype ({@code dequantize_scalers}, then the product). Works on a row shard alone,
    * since it carries the whole tensor's mean.
    */
-  public static Tensor dequantize(Nf4Tensor q) {
-    DType d = q.dtype();
+  public static Tensor dequantize(QuantizedTensor q) {
+    if (q.config().recipe() != Recipe.NF4) {
+      throw new IllegalArgumentException("Nf4Ref dequantizes nf4 tensors, got " + q);
+    }
+    DType d = q.originalDType();
+    checkShape(d, q.shape());
+    float scalerMean = scalerMean(q);
+    checkScalerMean(d, scalerMean);
     float[] table = table(d);
-    Tensor data = q.quantizedData();
-    Tensor scalers = q.quantizedScalers();
-    Tensor factors = q.quantizationFactor();
-    float[] out = new float[Math.toIntExact(q.numel())];
+    Tensor data = q.part("quantized_data");
+    Tensor scalers = q.part("quantized_scalers");
+    Tensor factors = q.part("quantization_factor");
+    float[] out = new float[Math.toIntExact(Tensor.numel(q.shape()))];
     for (int b = 0; b < scalers.numel(); b++) {
       float factor = factors.getFloat(b / SCALER_BLOCK_SIZE);
-      float scaler = d.round(d.round(scalers.getInt(b) / factor) + q.scalerMean());
+      float scaler = d.round(d.round(scalers.getInt(b) / factor) + scalerMean);
       for (int i = b * BLOCK_SIZE; i < (b + 1) * BLOCK_SIZE; i++) {
         int code = (data.getInt(i / 2) >> (i % 2 == 0 ? 4 : 0)) & 0xF;
         out[i] = d.round(table[code] * scaler);
@@ -222,8 +243,13 @@ public final class Nf4Ref {
     return Tensor.fromFloats(d, q.shape(), out);
   }
 
-  /** The checks {@link #quantize} and {@link Nf4Tensor} share; returns the element count. */
-  static long checkShape(DType dtype, long[] shape) {
+  /** The {@code scaler_mean} an nf4 tensor (or row shard) holds: the whole tensor's. */
+  public static float scalerMean(QuantizedTensor q) {
+    return q.part("scaler_mean").getFloat(0);
+  }
+
+  /** The checks {@link #quantize} and {@link #dequantize} share; returns the element count. */
+  private static long checkShape(DType dtype, long[] shape) {
     checkRankAndDType(dtype, shape);
     long numel = Tensor.numel(shape);
     if (numel == 0 || numel % SHARD_ALIGNMENT != 0) {
@@ -236,7 +262,7 @@ public final class Nf4Ref {
     return numel;
   }
 
-  static void checkScalerMean(DType dtype, float scalerMean) {
+  private static void checkScalerMean(DType dtype, float scalerMean) {
     if (!Float.isFinite(scalerMean) || dtype.round(scalerMean) != scalerMean) {
       throw new IllegalArgumentException("scaler_mean must be a finite " + dtype.torchName() + " value as "
           + "Nf4Ref.scalerMean returns it, got " + scalerMean);

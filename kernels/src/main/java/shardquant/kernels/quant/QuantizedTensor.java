@@ -103,6 +103,19 @@ public final class QuantizedTensor {
     return config.recipe().kernel().dequantize(this, out);
   }
 
+  /** Same config, shape, original dtype and part bytes. */
+  public boolean contentEquals(QuantizedTensor other) {
+    if (!config.equals(other.config) || !Arrays.equals(shape, other.shape) || originalDType != other.originalDType) {
+      return false;
+    }
+    for (Map.Entry<String, Tensor> e : parts.entrySet()) {
+      if (!e.getValue().contentEquals(other.parts.get(e.getKey()))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   @Override
   public String toString() {
     return config + " " + Arrays.toString(shape);

@@ -3,6 +3,7 @@ package shardquant.kernels.tensor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.function.ObjIntConsumer;
 import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
 import shardquant.kernels.dtype.F16;
@@ -42,20 +43,20 @@ public final class Tensor {
 
   /** Stores float values into a floating dtype, rounding to nearest even. */
   public static Tensor fromFloats(DType dtype, long[] shape, float[] values) {
-    checkCount(shape, values.length);
-    Tensor t = allocate(dtype, shape);
-    for (int i = 0; i < values.length; i++) {
-      t.setFloat(i, values[i]);
-    }
-    return t;
+    return filled(dtype, shape, values.length, (t, i) -> t.setFloat(i, values[i]));
   }
 
   /** Stores integer values into an integer dtype; a value out of its range is an error. */
   public static Tensor fromInts(DType dtype, long[] shape, int[] values) {
-    checkCount(shape, values.length);
+    return filled(dtype, shape, values.length, (t, i) -> t.setInt(i, values[i]));
+  }
+
+  /** A new tensor of {@code count} elements, element {@code i} stored by {@code set.accept(tensor, i)}. */
+  private static Tensor filled(DType dtype, long[] shape, int count, ObjIntConsumer<Tensor> set) {
+    checkCount(shape, count);
     Tensor t = allocate(dtype, shape);
-    for (int i = 0; i < values.length; i++) {
-      t.setInt(i, values[i]);
+    for (int i = 0; i < count; i++) {
+      set.accept(t, i);
     }
     return t;
   }

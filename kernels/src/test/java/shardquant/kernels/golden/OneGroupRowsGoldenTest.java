@@ -27,8 +27,8 @@ import shardquant.kernels.quant.BlockSize;
 import shardquant.kernels.quant.FakeQuantRef;
 import shardquant.kernels.quant.MappingType;
 import shardquant.kernels.quant.Nf4Ref;
-import shardquant.kernels.quant.Nf4Tensor;
 import shardquant.kernels.quant.QParams;
+import shardquant.kernels.quant.QuantizedTensor;
 import shardquant.kernels.quant.RecipeShardingTest;
 import shardquant.kernels.quant.ZeroPointDomain;
 import shardquant.kernels.safetensors.SafetensorsWriter;
@@ -165,14 +165,14 @@ class OneGroupRowsGoldenTest {
   /** nf4 [256, 64]: every row one NF4 block (the fewest rows torchao's 256-scaler blocks allow). */
   private void nf4(DType d) throws IOException {
     Tensor w = RecipeShardingTest.weights(256, Nf4Ref.BLOCK_SIZE, d, 3);
-    Nf4Tensor q = Nf4Ref.quantize(w);
+    QuantizedTensor q = Nf4Ref.quantize(w);
     Map<String, Tensor> t = new LinkedHashMap<>();
     t.put("w", w);
-    t.put("quantized_data", q.quantizedData());
-    t.put("quantized_scalers", q.quantizedScalers());
-    t.put("quantization_factor", q.quantizationFactor());
-    t.put("scaler_mean", q.scalerMeanTensor().reshape(1));
-    t.put("nf4", q.nf4());
+    t.put("quantized_data", q.part("quantized_data"));
+    t.put("quantized_scalers", q.part("quantized_scalers"));
+    t.put("quantization_factor", q.part("quantization_factor"));
+    t.put("scaler_mean", q.part("scaler_mean").reshape(1));
+    t.put("nf4", q.part("nf4"));
     t.put("dq", Nf4Ref.dequantize(q));
     ObjectNode p = JSON.createObjectNode();
     p.put("block_size", Nf4Ref.BLOCK_SIZE);

@@ -7,6 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -64,7 +66,7 @@ class Nf4RefTest {
   @MethodSource("shardings")
   void rowShardsWithTheDriversMeanAreSlicesOfTheWholeTensor(DType d, long[] shape, long[] shardRows) {
     Tensor w = weights(d, shape, 7);
-    Nf4Tensor whole = Nf4Ref.quantize(w);
+    QuantizedTensor whole = Nf4Ref.quantize(w);
     Tensor dqWhole = Nf4Ref.dequantize(whole);
     long perRow = w.numel() / shape[0];
 
@@ -76,18 +78,20 @@ class Nf4RefTest {
       row += rows;
     }
     float mean = Nf4Ref.scalerMean(d, absmax);
-    assertEquals(Float.floatToRawIntBits(whole.scalerMean()), Float.floatToRawIntBits(mean));
+    assertEquals(Float.floatToRawIntBits(Nf4Ref.scalerMean(whole)), Float.floatToRawIntBits(mean));
 
     row = 0;
     for (long rows : shardRows) {
       long from = row * perRow;
       long to = (row + rows) * perRow;
-      Nf4Tensor part = Nf4Ref.quantize(w.rowSlice(row, row + rows), mean);
+      QuantizedTensor part = Nf4Ref.quantize(w.rowSlice(row, row + rows), mean);
       String where = "rows [" + row + ", " + (row + rows) + ")";
-      assertTrue(part.quantizedData().contentEquals(whole.quantizedData().rowSlice(from / 2, to / 2)), where);
-      assertTrue(part.quantizedScalers().contentEquals(
-          whole.quantizedScalers().rowSlice(from / Nf4Ref.BLOCK_SIZE, to / Nf4Ref.BLOCK_SIZE)), where);
-      assertTrue(part.quantizationFactor().contentEquals(whole.quantizationFactor().rowSlice(from / G, to / G)), where);
+      assertTrue(part.part("quantized_data").contentEquals(
+          whole.part("quantized_data").rowSlice(from / 2, to / 2)), where);
+      assertTrue(part.part("quantized_scalers").contentEquals(
+          whole.part("quantized_scalers").rowSlice(from / Nf4Ref.BLOCK_SIZE, to / Nf4Ref.BLOCK_SIZE)), where);
+      assertTrue(part.part("quantization_factor").contentEquals(
+          whole.part("quantization_factor").rowSlice(from / G, to / G)), where);
       assertTrue(Nf4Ref.dequantize(part).contentEquals(dqWhole.rowSlice(row, row + rows)), where);
       row += rows;
     }
@@ -121,13 +125,14 @@ class Nf4RefTest {
       for (long rows : shardRows) {
         long from = row * perRow;
         long to = (row + rows) * perRow;
-        Nf4Tensor part = Nf4Ref.quantize(w.rowSlice(row, row + rows), mean);
+        QuantizedTensor part = Nf4Ref.quantize(w.rowSlice(row, row + rows), mean);
         String where = file + " rows [" + row + ", " + (row + rows) + ")";
-        assertTrue(part.quantizedData().contentEquals(golden.read("quantized_data").rowSlice(from / 2, to / 2)), where);
-        assertTrue(part.quantizedScalers().contentEquals(
+        assertTrue(part.part("quantized_data").contentEquals(
+            golden.read("quantized_data").rowSlice(from / 2, to / 2)), where);
+        assertTrue(part.part("quantized_scalers").contentEquals(
             golden.read("quantized_scalers").rowSlice(from / Nf4Ref.BLOCK_SIZE, to / Nf4Ref.BLOCK_SIZE)), where);
         Tensor factors = golden.read("quantization_factor");
-        assertTrue(part.quantizationFactor().contentEquals(factors.rowSlice(from / G, to / G)), where);
+        assertTrue(part.part("quantization_factor").contentEquals(factors.rowSlice(from / G, to / G)), where);
         assertTrue(Nf4Ref.dequantize(part).contentEquals(golden.read("dq").rowSlice(row, row + rows)), where);
         row += rows;
       }
@@ -155,7 +160,7 @@ class Nf4RefTest {
   void roundTripErrorIsHalfTheWidestTableGapPlusTheScalerError(DType d) {
     long[] shape = {48, 1024};
     Tensor w = weights(d, shape, 11);
-    Nf4Tensor q = Nf4Ref.quantize(w);
+    QuantizedTensor q = Nf4Ref.quantize(w);
     assertArrayEquals(shape, q.shape());
     Tensor dq = Nf4Ref.dequantize(q);
     assertEquals(d, dq.dtype());
@@ -164,7 +169,7 @@ class Nf4RefTest {
     float[] spread = new float[absmax.length / Nf4Ref.SCALER_BLOCK_SIZE]; // largest |absmax - mean|: the int8 range
     for (int b = 0; b < absmax.length; b++) {
       int sb = b / Nf4Ref.SCALER_BLOCK_SIZE;
-      spread[sb] = Math.max(spread[sb], Math.abs(absmax[b] - q.scalerMean()));
+      spread[sb] = Math.max(spread[sb], Math.abs(absmax[b] - Nf4Ref.scalerMean(q)));
     }
     for (int i = 0; i < w.numel(); i++) {
       int b = i / Nf4Ref.BLOCK_SIZE;
@@ -173,7 +178,8 @@ class Nf4RefTest {
       if (s == 0) {
         continue; // the zero row: see zeroBlockDequantizesToMinusItsScaler
       }
-      float dequantizedScaler = q.quantizedScalers().getInt(b) / q.quantizationFactor().getFloat(sb) + q.scalerMean();
+      float dequantizedScaler =
+          q.part("quantized_scalers").getInt(b) / q.part("quantization_factor").getFloat(sb) + Nf4Ref.scalerMean(q);
       float scalerError = Math.abs(dequantizedScaler - s);
       // One int8 step is spread / 128; the dtype roundings add a few ulps of s.
       assertTrue(scalerError <= spread[sb] / 128 + 0x1p-7f * s,
@@ -189,18 +195,18 @@ class Nf4RefTest {
   void scalingByAPowerOfTwoScalesTheFactorsAndTheResultOnly() {
     for (DType d : new DType[] {DType.F32, DType.BF16}) {
       Tensor w = weights(d, new long[] {32, 1024}, 5);
-      Nf4Tensor q = Nf4Ref.quantize(w);
+      QuantizedTensor q = Nf4Ref.quantize(w);
       for (float scale : new float[] {0x1p-60f, 0x1p60f}) {
         float[] v = w.toFloats();
         for (int i = 0; i < v.length; i++) {
           v[i] *= scale;
         }
-        Nf4Tensor scaled = Nf4Ref.quantize(Tensor.fromFloats(d, w.shape(), v));
-        assertEquals(q.scalerMean() * scale, scaled.scalerMean());
-        assertTrue(q.quantizedData().contentEquals(scaled.quantizedData()), d + " x" + scale);
-        assertTrue(q.quantizedScalers().contentEquals(scaled.quantizedScalers()), d + " x" + scale);
-        float[] f = q.quantizationFactor().toFloats();
-        float[] fs = scaled.quantizationFactor().toFloats();
+        QuantizedTensor scaled = Nf4Ref.quantize(Tensor.fromFloats(d, w.shape(), v));
+        assertEquals(Nf4Ref.scalerMean(q) * scale, Nf4Ref.scalerMean(scaled));
+        assertTrue(q.part("quantized_data").contentEquals(scaled.part("quantized_data")), d + " x" + scale);
+        assertTrue(q.part("quantized_scalers").contentEquals(scaled.part("quantized_scalers")), d + " x" + scale);
+        float[] f = q.part("quantization_factor").toFloats();
+        float[] fs = scaled.part("quantization_factor").toFloats();
         for (int s = 0; s < f.length; s++) {
           assertEquals(f[s] / scale, fs[s]);
         }
@@ -218,13 +224,13 @@ class Nf4RefTest {
     DType d = DType.BF16;
     float[] v = weights(d, new long[] {G}, 3).toFloats();
     Arrays.fill(v, 3 * 64, 4 * 64, 0f);
-    Nf4Tensor q = Nf4Ref.quantize(Tensor.fromFloats(d, new long[] {G}, v));
+    QuantizedTensor q = Nf4Ref.quantize(Tensor.fromFloats(d, new long[] {G}, v));
     // 0 / 0 is NaN, and min(dim) gives NaN index 0: table entry -1.0.
     for (int j = 3 * 32; j < 4 * 32; j++) {
-      assertEquals(0, q.quantizedData().getInt(j));
+      assertEquals(0, q.part("quantized_data").getInt(j));
     }
-    float scaler = d.round(d.round(q.quantizedScalers().getInt(3) / q.quantizationFactor().getFloat(0))
-        + q.scalerMean());
+    float scaler = d.round(d.round(q.part("quantized_scalers").getInt(3) / q.part("quantization_factor").getFloat(0))
+        + Nf4Ref.scalerMean(q));
     Tensor dq = Nf4Ref.dequantize(q);
     for (int i = 3 * 64; i < 4 * 64; i++) {
       assertEquals(-scaler, dq.getFloat(i));
@@ -233,12 +239,12 @@ class Nf4RefTest {
 
   @Test
   void allZeroTensorHasAnInfiniteFactorAndDequantizesToNegativeZero() {
-    Nf4Tensor q = Nf4Ref.quantize(constant(DType.BF16, new long[] {64, 512}, 0f));
-    assertEquals(0f, q.scalerMean());
+    QuantizedTensor q = Nf4Ref.quantize(constant(DType.BF16, new long[] {64, 512}, 0f));
+    assertEquals(0f, Nf4Ref.scalerMean(q));
     float inf = Float.POSITIVE_INFINITY;
-    assertArrayEquals(new float[] {inf, inf}, q.quantizationFactor().toFloats());
-    assertArrayEquals(new int[512], q.quantizedScalers().toInts());
-    assertArrayEquals(new int[G], q.quantizedData().toInts());
+    assertArrayEquals(new float[] {inf, inf}, q.part("quantization_factor").toFloats());
+    assertArrayEquals(new int[512], q.part("quantized_scalers").toInts());
+    assertArrayEquals(new int[G], q.part("quantized_data").toInts());
     // -1.0 * (0 / inf + 0)
     for (float x : Nf4Ref.dequantize(q).toFloats()) {
       assertEquals(Float.floatToRawIntBits(-0f), Float.floatToRawIntBits(x));
@@ -248,10 +254,10 @@ class Nf4RefTest {
   @Test
   void constantTensorRoundTripsExactly() {
     Tensor w = constant(DType.BF16, new long[] {64, 256}, 0.375f);
-    Nf4Tensor q = Nf4Ref.quantize(w);
-    assertEquals(0.375f, q.scalerMean());
-    assertEquals(Float.POSITIVE_INFINITY, q.quantizationFactor().getFloat(0));
-    for (int b : q.quantizedData().toInts()) {
+    QuantizedTensor q = Nf4Ref.quantize(w);
+    assertEquals(0.375f, Nf4Ref.scalerMean(q));
+    assertEquals(Float.POSITIVE_INFINITY, q.part("quantization_factor").getFloat(0));
+    for (int b : q.part("quantized_data").toInts()) {
       assertEquals(0xFF, b);
     }
     assertTrue(Nf4Ref.dequantize(q).contentEquals(w));
@@ -263,8 +269,8 @@ class Nf4RefTest {
     for (int i = 0; i < v.length; i++) {
       v[i] = -Math.abs(v[i]) - 1e-3f;
     }
-    Nf4Tensor q = Nf4Ref.quantize(Tensor.fromFloats(DType.F32, new long[] {G}, v));
-    int[] bytes = q.quantizedData().toInts();
+    QuantizedTensor q = Nf4Ref.quantize(Tensor.fromFloats(DType.F32, new long[] {G}, v));
+    int[] bytes = q.part("quantized_data").toInts();
     for (int b = 0; b < G / 64; b++) {
       int min = 0;
       for (int i = 1; i < 64; i++) {
@@ -287,10 +293,10 @@ class Nf4RefTest {
     float[] v = new float[G];
     v[0] = 1f;
     v[1] = 163f / 4096;
-    Nf4Tensor q = Nf4Ref.quantize(Tensor.fromFloats(DType.BF16, new long[] {G}, v));
+    QuantizedTensor q = Nf4Ref.quantize(Tensor.fromFloats(DType.BF16, new long[] {G}, v));
     assertEquals(0.0f, Nf4Ref.table(DType.BF16)[7]);
     assertEquals(163f / 2048, Nf4Ref.table(DType.BF16)[8]);
-    assertEquals(0xF7, q.quantizedData().getInt(0));
+    assertEquals(0xF7, q.part("quantized_data").getInt(0));
   }
 
   @Test
@@ -342,13 +348,23 @@ class Nf4RefTest {
 
   @Test
   void partsMustFitTheShape() {
-    Nf4Tensor q = Nf4Ref.quantize(weights(DType.BF16, new long[] {64, 256}, 1));
-    assertMessage(() -> new Nf4Tensor(DType.BF16, new long[] {64, 256}, q.quantizedScalers(), q.quantizedScalers(),
-        q.quantizationFactor(), q.scalerMean()), "quantized_data must be uint8[8192], got int8[256]");
-    assertMessage(() -> new Nf4Tensor(DType.BF16, new long[] {128, 256}, q.quantizedData(), q.quantizedScalers(),
-        q.quantizationFactor(), q.scalerMean()), "quantized_data must be uint8[16384], got uint8[8192]");
-    assertMessage(() -> new Nf4Tensor(DType.F32, new long[] {64, 256}, q.quantizedData(), q.quantizedScalers(),
-        q.quantizationFactor(), q.scalerMean()), "quantization_factor must be float32[1], got bfloat16[1]");
+    QuantizedTensor q = Nf4Ref.quantize(weights(DType.BF16, new long[] {64, 256}, 1));
+    QuantConfig nf4 = QuantConfig.of(Recipe.NF4);
+    assertMessage(() -> QuantizedTensor.of(nf4, new long[] {64, 256}, DType.BF16,
+        replaced(q, "quantized_data", q.part("quantized_scalers"))),
+        "quantized_data must be uint8[8192], got int8[256]");
+    assertMessage(() -> QuantizedTensor.of(nf4, new long[] {128, 256}, DType.BF16, q.parts()),
+        "quantized_data must be uint8[16384], got uint8[8192]");
+    // A float32 mean, so that the first part found wrong is the factor.
+    Tensor f32Mean = Tensor.fromFloats(DType.F32, new long[0], new float[] {Nf4Ref.scalerMean(q)});
+    assertMessage(() -> QuantizedTensor.of(nf4, new long[] {64, 256}, DType.F32, replaced(q, "scaler_mean", f32Mean)),
+        "quantization_factor must be float32[1], got bfloat16[1]");
+  }
+
+  private static Map<String, Tensor> replaced(QuantizedTensor q, String name, Tensor part) {
+    Map<String, Tensor> parts = new LinkedHashMap<>(q.parts());
+    parts.put(name, part);
+    return parts;
   }
 
   private static void assertMessage(Executable call, String fragment) {

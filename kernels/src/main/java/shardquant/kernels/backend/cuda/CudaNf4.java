@@ -14,7 +14,7 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * nf4 ({@link Nf4Ref}; layout on {@link shardquant.kernels.quant.Nf4Tensor}): {@code nf4_block_absmax}
+ * nf4 ({@link Nf4Ref}, which documents the layout): {@code nf4_block_absmax}
  * for the job's first pass, {@code nf4_quantize} (one thread block per group of 64 x 256 elements) and
  * {@code nf4_stats} (eight lanes per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
  * the kernels do not take (a bad shape, a missing or foreign-dtype mean, NaN or infinite weights) go to

@@ -7,6 +7,8 @@ import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
+import java.util.function.LongFunction;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
@@ -35,14 +37,44 @@ public final class JCudaDevice implements CudaDevice {
   private final String description;
   private final CUcontext context = new CUcontext();
   private final Map<String, CUfunction> functions = new HashMap<>();
-  private final Pool<CUdeviceptr> freeDevice = new Pool<>();
-  private final Pool<Pointer> freePinned = new Pool<>();
+  private final Pool<CUdeviceptr> freeDevice = new Pool<>(size -> {
+    CUdeviceptr p = new CUdeviceptr();
+    JCudaDriver.cuMemAlloc(p, size);
+    return p;
+  }, JCudaDriver::cuMemFree);
+  private final Pool<Pointer> freePinned = new Pool<>(size -> {
+    Pointer p = new Pointer();
+    JCudaDriver.cuMemHostAlloc(p, size, 0);
+    return p;
+  }, JCudaDriver::cuMemFreeHost);
 
   /** Freed allocations by size class, for reuse: cuMemAlloc and cuMemHostAlloc synchronize the device. */
   private static final class Pool<T> {
     private final Map<Long, ArrayDeque<T>> free = new HashMap<>();
+    private final LongFunction<T> allocate;
+    private final Consumer<T> release;
 
-    synchronized T take(long sizeClass) {
+    Pool(LongFunction<T> allocate, Consumer<T> release) {
+      this.allocate = allocate;
+      this.release = release;
+    }
+
+    /** A cached block of {@code sizeClass} bytes, or a new one. */
+    T get(long sizeClass) {
+      T t = take(sizeClass);
+      if (t != null) {
+        return t;
+      }
+      try {
+        return allocate.apply(sizeClass);
+      } catch (jcuda.CudaException e) {
+        // Out of memory with blocks of other sizes cached: give them back and try once more.
+        drain().forEach(release);
+        return allocate.apply(sizeClass);
+      }
+    }
+
+    private synchronized T take(long sizeClass) {
       ArrayDeque<T> q = free.get(sizeClass);
       return q == null ? null : q.poll();
     }
@@ -52,13 +84,32 @@ public final class JCudaDevice implements CudaDevice {
     }
 
     /** Every cached allocation, removed from the pool (to free them). */
-    synchronized java.util.List<T> drain() {
+    private synchronized java.util.List<T> drain() {
       java.util.List<T> all = new java.util.ArrayList<>();
       free.values().forEach(all::addAll);
       free.clear();
       return all;
     }
   }
+
+  /** A block from a {@link Pool}, given back to it on close. */
+  private abstract static class Pooled<T> implements AutoCloseable {
+    final T ptr;
+    private final long sizeClass;
+    private final Pool<T> pool;
+
+    Pooled(Pool<T> pool, T ptr, long sizeClass) {
+      this.pool = pool;
+      this.ptr = ptr;
+      this.sizeClass = sizeClass;
+    }
+
+    @Override
+    public void close() {
+      pool.give(sizeClass, ptr);
+    }
+  }
+
   /** Start and end events around each launch while {@link #timeKernels} is on (for bench). */
   private final java.util.List<CUevent[]> timed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
   private volatile boolean timing;
@@ -134,57 +185,29 @@ public final class JCudaDevice implements CudaDevice {
   public Memory alloc(long bytes) {
     current();
     long size = sizeClass(bytes);
-    CUdeviceptr p = freeDevice.take(size);
-    if (p == null) {
-      p = new CUdeviceptr();
-      try {
-        JCudaDriver.cuMemAlloc(p, size);
-      } catch (jcuda.CudaException e) {
-        // Out of memory with blocks of other sizes cached: give them back and try once more.
-        freeDevice.drain().forEach(JCudaDriver::cuMemFree);
-        JCudaDriver.cuMemAlloc(p, size);
-      }
-    }
-    return new DeviceMemory(p, bytes, size);
+    return new DeviceMemory(freeDevice, freeDevice.get(size), bytes, size);
   }
 
   @Override
   public Pinned allocPinned(long bytes) {
     current();
     long size = sizeClass(bytes);
-    Pointer p = freePinned.take(size);
-    if (p == null) {
-      p = new Pointer();
-      try {
-        JCudaDriver.cuMemHostAlloc(p, size, 0);
-      } catch (jcuda.CudaException e) {
-        freePinned.drain().forEach(JCudaDriver::cuMemFreeHost);
-        JCudaDriver.cuMemHostAlloc(p, size, 0);
-      }
-    }
-    return new JPinned(p, size, p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN));
+    Pointer p = freePinned.get(size);
+    return new JPinned(freePinned, p, size, p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN));
   }
 
   /** Pinned memory: the driver's pointer (what async copies take) and a buffer view of it. */
-  private final class JPinned implements Pinned {
-    final Pointer ptr;
-    final long sizeClass;
+  private static final class JPinned extends Pooled<Pointer> implements Pinned {
     final ByteBuffer view;
 
-    JPinned(Pointer ptr, long sizeClass, ByteBuffer view) {
-      this.ptr = ptr;
-      this.sizeClass = sizeClass;
+    JPinned(Pool<Pointer> pool, Pointer ptr, long sizeClass, ByteBuffer view) {
+      super(pool, ptr, sizeClass);
       this.view = view;
     }
 
     @Override
     public ByteBuffer buffer() {
       return view;
-    }
-
-    @Override
-    public void close() {
-      freePinned.give(sizeClass, ptr);
     }
   }
 
@@ -282,25 +305,17 @@ public final class JCudaDevice implements CudaDevice {
     return ((DeviceMemory) p.memory()).ptr.withByteOffset(p.offset());
   }
 
-  private final class DeviceMemory implements Memory {
-    final CUdeviceptr ptr;
+  private static final class DeviceMemory extends Pooled<CUdeviceptr> implements Memory {
     final long bytes;
-    final long sizeClass;
 
-    DeviceMemory(CUdeviceptr ptr, long bytes, long sizeClass) {
-      this.ptr = ptr;
+    DeviceMemory(Pool<CUdeviceptr> pool, CUdeviceptr ptr, long bytes, long sizeClass) {
+      super(pool, ptr, sizeClass);
       this.bytes = bytes;
-      this.sizeClass = sizeClass;
     }
 
     @Override
     public long size() {
       return bytes;
-    }
-
-    @Override
-    public void close() {
-      freeDevice.give(sizeClass, ptr);
     }
   }
 

@@ -14,7 +14,7 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * NF4 ({@link Nf4Ref}, the layout is documented on {@link shardquant.kernels.quant.Nf4Tensor}) fused per
+ * NF4 ({@link Nf4Ref}, which documents the layout) fused per
  * group of 64 x 256 elements: one pass for the 256 block absmax values and the double-quantized
  * scalers, one pass (over the same, cache-resident, input) for the codes, the packed bytes and the
  * verification sums. Anything the fast path does not take (1-D shards, bad shapes, a missing mean,
