@@ -37,7 +37,7 @@ class ArchitectureTest {
    */
   static final List<String> LAYERS = List.of(
       "cli",
-      "bench",
+      "bench | verify",
       "job",
       "exec | commit",
       "plan",

@@ -22,10 +22,13 @@ import shardquant.plan.Plan;
  * {@code intervalMillis}, and always the last; on a terminal one line redrawn in place, elsewhere one
  * line per update ({@link StatusLine}).
  */
-final class Progress extends SparkListener {
+public final class Progress extends SparkListener {
   static final String QUANTIZE_RDD = "shardquant quantize";
-  static final String FIRST_PASS_RDD = "shardquant first pass";
+  public static final String FIRST_PASS_RDD = "shardquant first pass";
   static final String ASSEMBLE_RDD = "shardquant assemble";
+  /** verify's stages: its tasks count as quantize's (a group of shards) and assemble's (an output file). */
+  public static final String VERIFY_RDD = "shardquant verify";
+  public static final String CHECKSUM_RDD = "shardquant checksums";
 
   private final Plan plan;
   private final int[][] groups;
@@ -47,7 +50,7 @@ final class Progress extends SparkListener {
   /** Each successful quantize task's launch time and duration, in milliseconds. */
   private final List<long[]> quantizeTasks = new ArrayList<>();
 
-  Progress(Plan plan, int[][] groups, int[] files, String command, PrintStream out, long intervalMillis) {
+  public Progress(Plan plan, int[][] groups, int[] files, String command, PrintStream out, long intervalMillis) {
     this(plan, groups, files, command, StatusLine.forConsole(out), intervalMillis);
   }
 
@@ -77,6 +80,8 @@ final class Progress extends SparkListener {
       String name = it.next().name();
       if (name.equals(QUANTIZE_RDD) || name.equals(ASSEMBLE_RDD) || name.equals(FIRST_PASS_RDD)) {
         stageKinds.put(e.stageInfo().stageId(), name);
+      } else if (name.equals(VERIFY_RDD) || name.equals(CHECKSUM_RDD)) {
+        stageKinds.put(e.stageInfo().stageId(), name.equals(VERIFY_RDD) ? QUANTIZE_RDD : ASSEMBLE_RDD);
       }
     }
   }
@@ -103,7 +108,7 @@ final class Progress extends SparkListener {
    * Task attempts that failed (Spark retried them, or the job failed), with the first one's reason; null
    * when none did.
    */
-  synchronized String failures() {
+  public synchronized String failures() {
     return failedAttempts == 0 ? null : failedAttempts + " failed task attempt" + (failedAttempts == 1 ? "" : "s")
         + " (first: " + firstFailure + ")";
   }

@@ -213,7 +213,8 @@ public final class QuantizeJob {
     return sparkConf(o, "quantize");
   }
 
-  static SparkConf sparkConf(JobOptions o, String command) {
+  /** The Spark settings of a job ({@code command} names the application): the master, Kryo, the user's {@code --conf}. */
+  public static SparkConf sparkConf(JobOptions o, String command) {
     SparkConf conf = new SparkConf();
     if (o.master() != null) {
       conf.setMaster(o.master());
