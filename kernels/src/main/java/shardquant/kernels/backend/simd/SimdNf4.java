@@ -107,6 +107,7 @@ final class SimdNf4 implements SimdKernel {
     if (!s.fusedStats) {
       s.unalignedRowStats();
     }
+    s.sums.flush(s.stats);
     stats.merge(s.stats);
     Nf4Ref.writeReplicated(out, mean);
     return out;
@@ -201,7 +202,7 @@ final class SimdNf4 implements SimdKernel {
           at += n;
           column += n;
           if (column == cols) {
-            sums.endBlock(stats, cols, 0);
+            sums.endRow(cols, 0);
             column = 0;
           }
         }
@@ -251,7 +252,7 @@ final class SimdNf4 implements SimdKernel {
           rowD[j] = d.round(table[code] * shardScalers[i / BLOCK]);
         }
         sums.add(rowX, rowD, 0, cols);
-        sums.endBlock(stats, cols, 0);
+        sums.endRow(cols, 0);
       }
     }
   }

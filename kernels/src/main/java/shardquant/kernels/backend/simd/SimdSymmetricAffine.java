@@ -125,8 +125,9 @@ final class SimdSymmetricAffine {
         out.put(at, codeBytes, 0, n);
         sums.add(x, dequantized, n);
       }
-      sums.endBlock(shard, cols, clipped);
+      sums.endRow(cols, clipped);
     }
+    sums.flush(shard);
     stats.merge(shard);
   }
 
