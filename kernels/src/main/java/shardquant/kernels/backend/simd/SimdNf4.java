@@ -81,11 +81,14 @@ final class SimdNf4 implements SimdKernel {
 
   /** Largest |x| of the block at {@code x[from]}; NaN or infinity if it holds one (max keeps NaN). */
   private static float absmax(float[] x, int from) {
-    FloatVector m = FloatVector.fromArray(SimdLoad.F, x, from).abs();
-    for (int k = LANES; k < BLOCK; k += LANES) {
-      m = m.max(FloatVector.fromArray(SimdLoad.F, x, from + k).abs());
+    // two independent max chains (order-free; a NaN in either wins the final max)
+    FloatVector m0 = FloatVector.fromArray(SimdLoad.F, x, from).abs();
+    FloatVector m1 = FloatVector.fromArray(SimdLoad.F, x, from + LANES).abs();
+    for (int k = 2 * LANES; k < BLOCK; k += 2 * LANES) {
+      m0 = m0.max(FloatVector.fromArray(SimdLoad.F, x, from + k).abs());
+      m1 = m1.max(FloatVector.fromArray(SimdLoad.F, x, from + k + LANES).abs());
     }
-    return m.reduceLanes(VectorOperators.MAX);
+    return m0.max(m1).reduceLanes(VectorOperators.MAX);
   }
 
   @Override
