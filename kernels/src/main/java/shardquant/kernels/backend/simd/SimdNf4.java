@@ -145,6 +145,9 @@ final class SimdNf4 implements SimdKernel {
     final float[] dq = new float[GROUP];
     final float[] absmax = new float[SCALER_BLOCK];
     final float[] centred = new float[SCALER_BLOCK];
+    /** The group's dequantized block scalers and their int8 codes. */
+    final float[] blockScalers = new float[SCALER_BLOCK];
+    final byte[] scalerBytes = new byte[SCALER_BLOCK];
     /** The dequantized scaler of every block of the shard, kept only for {@link #unalignedRowStats}. */
     final float[] shardScalers;
     /** The 16 dequantized values of the current block, by code. */
@@ -183,19 +186,30 @@ final class SimdNf4 implements SimdKernel {
       }
       // double_quantize_scalers, as Nf4Ref.quantize: centre on the mean, factor 256 / (2 * absmax) as
       // reciprocal-then-multiply, each op rounded to the dtype.
-      float scalerAbsmax = 0;
-      for (int j = 0; j < SCALER_BLOCK; j++) {
-        centred[j] = d.round(absmax[j] - mean);
-        scalerAbsmax = Math.max(scalerAbsmax, Math.abs(centred[j]));
+      // Eight blocks at a time, each op as the reference's scalar one (JFR: the scalar loop was 9% of nf4).
+      FloatVector scalerMax = FloatVector.zero(SimdLoad.F);
+      for (int j = 0; j < SCALER_BLOCK; j += LANES) {
+        FloatVector c = round(FloatVector.fromArray(SimdLoad.F, absmax, j).sub(mean), d);
+        c.intoArray(centred, j);
+        scalerMax = scalerMax.max(c.abs());
       }
+      float scalerAbsmax = scalerMax.reduceLanes(VectorOperators.MAX);
       float factor = d.round(d.round(1f / d.round(2f * scalerAbsmax)) * 256f);
       factors.setFloat(g, factor);
+      for (int j = 0; j < SCALER_BLOCK; j += LANES) {
+        // toInt8: round half to even, clamp keeping NaN, NaN to 0; + 0 makes rint's -0.0 the int's 0
+        FloatVector q = SimdMath.rint(round(FloatVector.fromArray(SimdLoad.F, centred, j).mul(factor), d))
+            .max(-128f).min(127f).add(0f);
+        q = q.blend(0f, q.compare(VectorOperators.NE, q)); // NaN alone differs from itself
+        // the int8's byte: the low byte of the int of 1.5 * 2^23 + q (as SimdSymmetricAffine's codes)
+        ((ByteVector) q.add(0x1.8p23f).reinterpretAsInts().castShape(BYTES, 0)).intoArray(scalerBytes, j);
+        // get_original_weight's dequantize_scalers, on the stored int8 and factor
+        round(round(q.div(factor), d).add(mean), d).intoArray(blockScalers, j);
+      }
+      scalersOut.put(g * SCALER_BLOCK, scalerBytes, 0, SCALER_BLOCK);
       for (int j = 0; j < SCALER_BLOCK; j++) {
         int b = g * SCALER_BLOCK + j;
-        int q = toInt8(d.round(centred[j] * factor));
-        scalersOut.put(b, (byte) q);
-        // get_original_weight's dequantize_scalers, on the stored int8 and factor
-        float scaler = d.round(d.round(q / factor) + mean);
+        float scaler = blockScalers[j];
         if (!fusedStats) {
           shardScalers[b] = scaler;
         }
@@ -286,11 +300,5 @@ final class SimdNf4 implements SimdKernel {
         sums.endRow(cols, 0);
       }
     }
-  }
-
-  /** As Nf4Ref: round half to even, clamp keeping NaN, NaN to 0 (x86's truncating cast of torchao's NaN). */
-  private static int toInt8(float v) {
-    float clamped = Math.min(Math.max((float) Math.rint(v), -128f), 127f);
-    return Float.isNaN(clamped) ? 0 : (int) clamped;
   }
 }
