@@ -5,9 +5,7 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
-import shardquant.kernels.dtype.Bf16;
 import shardquant.kernels.dtype.DType;
-import shardquant.kernels.dtype.F16;
 import shardquant.kernels.quant.AffineSpec;
 import shardquant.kernels.quant.BlockSize;
 import shardquant.kernels.tensor.Tensor;
@@ -17,7 +15,7 @@ import shardquant.kernels.verify.QuantStats;
  * Symmetric affine quantization of a row shard to int8-stored codes, one scale per group of
  * consecutive elements of a row (a group may be the whole row), fused: read, scale, codes, their
  * bytes and the verification sums, each input element read once (twice in a whole-row group longer
- * than {@value #ROW_SPAN}: absmax first), no full-size intermediate arrays. It is torchao 0.19's choose_qparams_affine / quantize_affine /
+ * than a chunk: absmax first), no full-size intermediate arrays. It is torchao 0.19's choose_qparams_affine / quantize_affine /
  * dequantize_affine with MappingType.SYMMETRIC and the INT zero point domain, as
  * {@link shardquant.kernels.quant.AffineQuantRef} computes them, for input dtype {@code d} and scale
  * dtype {@code sd} (each op in float32, its result rounded to the dtype written before it):
@@ -47,12 +45,6 @@ final class SimdSymmetricAffine {
   private static final float INT_IN_MANTISSA = 0x1.8p23f;
   /** Elements per step, so the scratch arrays stay in L1; a multiple of every group size up to it. */
   private static final int CHUNK = 256;
-  /**
-   * A whole-row group up to this long goes as one span, decoded once (absmax and codes from the same
-   * floats, 64 KiB at most, in L2); a longer one is decoded twice, a chunk at a time: absmax, then codes.
-   * Decoding once made int8 (rows of 1024 to 3584) about 10% faster.
-   */
-  private static final int ROW_SPAN = 16384;
 
   private final DType input;
   private final DType scaleDtype;
@@ -88,9 +80,9 @@ final class SimdSymmetricAffine {
    * one stat block per row into {@code stats}. {@code stats} is left as it was when the input holds
    * a NaN or an infinity (an IllegalArgumentException like the reference's).
    *
-   * <p>A row goes in chunks of at most 256 elements, whole groups, or whole (a group longer than that
-   * being the whole row; a row longer than {@value #ROW_SPAN} goes in 256-element pieces): decoded once
-   * into a float scratch array that stays in L1 or L2, then scales, codes and sums from it. Each step is its own loop method passing only arrays and scalars:
+   * <p>A row goes in chunks of at most 256 elements, whole groups or (a group longer than that being
+   * the whole row) a piece of one: decoded once into a float scratch array that stays in L1, then
+   * scales, codes and sums from it. Each step is its own loop method passing only arrays and scalars:
    * C2 stops inlining in a method grown too large, and a vector that crosses a call it did not inline
    * becomes a heap object, allocated per call.
    */
@@ -105,34 +97,29 @@ final class SimdSymmetricAffine {
       throw new IllegalArgumentException("groups of " + group + " elements must be multiples of " + LANES + " up to " + CHUNK
           + ", or whole rows; rows have " + cols);
     }
-    boolean longGroups = group > ROW_SPAN;
-    int span = longGroups ? CHUNK : group > CHUNK ? group : CHUNK / group * group;
-    int buffer = Math.max(CHUNK, (span + LANES - 1) / LANES * LANES);
+    boolean longGroups = group > CHUNK;
+    int span = longGroups ? CHUNK : CHUNK / group * group;
     SimdLoad in = new SimdLoad(rows);
     ByteBuffer out = codes.bytes();
-    if (scales.dtype() != scaleDtype || scales.numel() != rows.numel() / group) {
-      throw new IllegalArgumentException("scales " + scales + " for " + rows + " in groups of " + group);
-    }
-    ByteBuffer scaleOut = scales.bytes();
     QuantStats shard = new QuantStats();
     SimdStats sums = new SimdStats();
-    float[] x = new float[buffer];
-    float[] dequantized = new float[buffer];
-    byte[] codeBytes = new byte[buffer];
+    float[] x = new float[CHUNK];
+    float[] dequantized = new float[CHUNK];
+    byte[] codeBytes = new byte[CHUNK];
     int groupsPerSpan = longGroups ? 1 : span / group;
     float[] scale = new float[groupsPerSpan];
     float[] reciprocal = new float[groupsPerSpan];
     for (int r = 0; r < rowCount; r++) {
       long clipped = 0;
       if (longGroups) {
-        scale(absmax(in, r * cols, x), r * cols, in, rows, scaleOut, scale, reciprocal, 0);
+        scale(absmax(in, r * cols, x), r * cols, in, rows, scales, scale, reciprocal, 0);
       }
       for (int c0 = 0; c0 < cols; c0 += span) {
         int at = r * cols + c0;
         int n = Math.min(span, cols - c0);
         decode(in, at, n, x);
         for (int g = 0; !longGroups && g < n / group; g++) {
-          scale(absmax(x, g * group, group), at + g * group, in, rows, scaleOut, scale, reciprocal, g);
+          scale(absmax(x, g * group, group), at + g * group, in, rows, scales, scale, reciprocal, g);
         }
         clipped += codes(x, n, longGroups ? CHUNK : group, scale, reciprocal, codeBytes, dequantized);
         out.put(at, codeBytes, 0, n);
@@ -148,21 +135,14 @@ final class SimdSymmetricAffine {
    * The scale of the group at flat index {@code base} from its absmax: into {@code scales} (the part)
    * and {@code scale[k]}, with the reciprocal the codes use into {@code reciprocal[k]}.
    */
-  private void scale(float amax, int base, SimdLoad in, Tensor rows, ByteBuffer scales, float[] scale, float[] reciprocal,
+  private void scale(float amax, int base, SimdLoad in, Tensor rows, Tensor scales, float[] scale, float[] reciprocal,
       int k) {
     if (!Float.isFinite(amax)) { // NaN wins a max, so a NaN or an infinity shows here
       throw nonFinite(in, base, rows);
     }
     float s = input.round(amax / halfRange);
     s = s < eps ? input.round(eps) : s;
-    // s is exact in the scale dtype; written as Tensor.setFloat would, without its per-call shape walk (JFR: 4%)
-    int index = base / group;
-    switch (scaleDtype) {
-      case F32 -> scales.putFloat(4 * index, s);
-      case BF16 -> scales.putShort(2 * index, Bf16.fromFloat(s));
-      case F16 -> scales.putShort(2 * index, F16.fromFloat(s));
-      default -> throw new IllegalStateException("scales of " + scaleDtype);
-    }
+    scales.setFloat(base / group, s);
     scale[k] = s;
     reciprocal[k] = scaleDtype.round(1f / s);
   }
@@ -173,28 +153,39 @@ final class SimdSymmetricAffine {
     for (int j = 0; j < group; j += CHUNK) {
       int n = Math.min(CHUNK, group - j);
       decode(in, base + j, n, x);
-      amax = Math.max(amax, absmax(x, 0, n));
+      amax = Math.max(amax, absmaxChains(x, n));
     }
     return amax;
   }
 
   /** max |x| over x[from, from + n) of a decoded chunk, zero padded to a multiple of 8 (NaN if one is there). */
   private static float absmax(float[] x, int from, int n) {
-    // four independent max chains (a max is order-free, and keeps a NaN whichever chain holds it): one
-    // chain waited on each max's latency, a fifth of the int8 kernel's time (JFR)
+    FloatVector max = FloatVector.zero(F);
+    for (int j = from; j < from + n; j += LANES) {
+      max = max.max(FloatVector.fromArray(F, x, j).abs());
+    }
+    return max.reduceLanes(VectorOperators.MAX);
+  }
+
+  /**
+   * {@link #absmax(float[], int, int)} of x[0, n) in four independent max chains (a max is order-free,
+   * and keeps a NaN whichever chain holds it): one chain waits on each max's latency (JFR: a fifth of
+   * int8's time, rows of 1024 to 3584). Only the whole-row path uses it: grown into the groups' path,
+   * this or any other added code made C2 compile 8da4w's loop a third slower after its first round.
+   */
+  private static float absmaxChains(float[] x, int n) {
     FloatVector m0 = FloatVector.zero(F);
     FloatVector m1 = m0;
     FloatVector m2 = m0;
     FloatVector m3 = m0;
-    int end = from + n;
-    int j = from;
-    for (; j + 4 * LANES <= end; j += 4 * LANES) {
+    int j = 0;
+    for (; j + 4 * LANES <= n; j += 4 * LANES) {
       m0 = m0.max(FloatVector.fromArray(F, x, j).abs());
       m1 = m1.max(FloatVector.fromArray(F, x, j + LANES).abs());
       m2 = m2.max(FloatVector.fromArray(F, x, j + 2 * LANES).abs());
       m3 = m3.max(FloatVector.fromArray(F, x, j + 3 * LANES).abs());
     }
-    for (; j < end; j += LANES) {
+    for (; j < n; j += LANES) {
       m0 = m0.max(FloatVector.fromArray(F, x, j).abs());
     }
     return m0.max(m1).max(m2.max(m3)).reduceLanes(VectorOperators.MAX);
