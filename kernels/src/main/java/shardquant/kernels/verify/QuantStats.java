@@ -95,6 +95,19 @@ public final class QuantStats implements Serializable {
     maxAbsError = Math.max(maxAbsError, maxErr);
   }
 
+  /**
+   * Adds blocks whose double sums were added up exactly elsewhere: the same as {@link #addSums} of each
+   * block, {@code signal} and {@code error} being the exact sums of their doubles as BigDecimal adds them
+   * (value and scale), {@code maxErr} the blocks' largest.
+   */
+  public void addExactSums(long elements, long clippedInBlocks, BigDecimal signal, BigDecimal error, float maxErr) {
+    count += elements;
+    clipped += clippedInBlocks;
+    signalSquares = signalSquares.add(signal);
+    errorSquares = errorSquares.add(error);
+    maxAbsError = Math.max(maxAbsError, maxErr);
+  }
+
   /** Merges another shard's stats into this one; exact and order-independent. */
   public QuantStats merge(QuantStats other) {
     count += other.count;

@@ -136,6 +136,47 @@ final class SimdStats {
     return true;
   }
 
+  // Blocks ended with endRow, kept here until flush: exact sums instead of a BigDecimal per block.
+  private final ExactDoubleSum signalTotal = new ExactDoubleSum();
+  private final ExactDoubleSum errorTotal = new ExactDoubleSum();
+  private long elementsTotal;
+  private long clippedTotal;
+  private long nonFiniteTotal;
+  private float maxTotal;
+
+  /**
+   * Ends the block as {@link #endBlock} does, keeping its sums here; {@link #flush} adds all blocks ended
+   * so to a {@link QuantStats} at once, with the same result as an {@code endBlock} of each.
+   */
+  void endRow(long elements, long clipped) {
+    float max = 0f;
+    for (long m : maxErrBits) {
+      max = Math.max(max, (float) Double.longBitsToDouble(m));
+    }
+    signalTotal.add(QuantStats.combineLanes(signal));
+    errorTotal.add(QuantStats.combineLanes(error));
+    elementsTotal += elements;
+    clippedTotal += clipped;
+    nonFiniteTotal += nonFinite;
+    maxTotal = Math.max(maxTotal, max);
+    Arrays.fill(signal, 0);
+    Arrays.fill(error, 0);
+    Arrays.fill(maxErrBits, 0);
+    nonFinite = 0;
+  }
+
+  /** Adds the blocks {@link #endRow} ended since the last flush to {@code stats}. */
+  void flush(QuantStats stats) {
+    stats.addExactSums(elementsTotal, clippedTotal, signalTotal.total(), errorTotal.total(), maxTotal);
+    stats.addNonFinite(nonFiniteTotal);
+    signalTotal.clear();
+    errorTotal.clear();
+    elementsTotal = 0;
+    clippedTotal = 0;
+    nonFiniteTotal = 0;
+    maxTotal = 0f;
+  }
+
   /** Adds the block's sums (it had {@code elements} elements, {@code clipped} of them clipped) to {@code stats}. */
   void endBlock(QuantStats stats, long elements, long clipped) {
     float max = 0f;

@@ -125,8 +125,9 @@ final class SimdSymmetricAffine {
         out.put(at, codeBytes, 0, n);
         sums.add(x, dequantized, n);
       }
-      sums.endBlock(shard, cols, clipped);
+      sums.endRow(cols, clipped);
     }
+    sums.flush(shard);
     stats.merge(shard);
   }
 
@@ -152,7 +153,7 @@ final class SimdSymmetricAffine {
     for (int j = 0; j < group; j += CHUNK) {
       int n = Math.min(CHUNK, group - j);
       decode(in, base + j, n, x);
-      amax = Math.max(amax, absmax(x, 0, n));
+      amax = Math.max(amax, absmaxChains(x, n));
     }
     return amax;
   }
@@ -164,6 +165,30 @@ final class SimdSymmetricAffine {
       max = max.max(FloatVector.fromArray(F, x, j).abs());
     }
     return max.reduceLanes(VectorOperators.MAX);
+  }
+
+  /**
+   * {@link #absmax(float[], int, int)} of x[0, n) in four independent max chains (a max is order-free,
+   * and keeps a NaN whichever chain holds it): one chain waits on each max's latency (JFR: a fifth of
+   * int8's time, rows of 1024 to 3584). Only the whole-row path uses it: grown into the groups' path,
+   * this or any other added code made C2 compile 8da4w's loop a third slower after its first round.
+   */
+  private static float absmaxChains(float[] x, int n) {
+    FloatVector m0 = FloatVector.zero(F);
+    FloatVector m1 = m0;
+    FloatVector m2 = m0;
+    FloatVector m3 = m0;
+    int j = 0;
+    for (; j + 4 * LANES <= n; j += 4 * LANES) {
+      m0 = m0.max(FloatVector.fromArray(F, x, j).abs());
+      m1 = m1.max(FloatVector.fromArray(F, x, j + LANES).abs());
+      m2 = m2.max(FloatVector.fromArray(F, x, j + 2 * LANES).abs());
+      m3 = m3.max(FloatVector.fromArray(F, x, j + 3 * LANES).abs());
+    }
+    for (; j < n; j += LANES) {
+      m0 = m0.max(FloatVector.fromArray(F, x, j).abs());
+    }
+    return m0.max(m1).max(m2.max(m3)).reduceLanes(VectorOperators.MAX);
   }
 
   /** Elements [at, at + n) as floats into {@code x}, zeros after them up to a multiple of 8. */
