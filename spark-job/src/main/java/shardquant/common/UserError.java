@@ -46,4 +46,20 @@ public class UserError extends RuntimeException {
     }
     return null;
   }
+
+  /**
+   * A Spark job's failure as the driver rethrows it: the user error a task threw (exit 2, its one line),
+   * else the exception itself, unchecked (Spark throws its checked SparkException without declaring it).
+   */
+  public static RuntimeException fromJob(Exception e) {
+    String user = findIn(e);
+    if (user != null) {
+      return new UserError(user, e);
+    }
+    if (e instanceof RuntimeException r) {
+      return r;
+    }
+    Throwable said = e instanceof java.util.concurrent.ExecutionException && e.getCause() != null ? e.getCause() : e;
+    return new IllegalStateException(said.getMessage(), e);
+  }
 }

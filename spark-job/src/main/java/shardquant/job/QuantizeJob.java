@@ -153,14 +153,7 @@ public final class QuantizeJob {
           console.println("retried: " + retried + "; every retried task's output replaced the failed attempt's");
         }
       } catch (Exception e) { // Spark throws its checked SparkException without declaring it
-        String user = UserError.findIn(e);
-        if (user != null) {
-          throw new UserError(user, e);
-        }
-        if (e instanceof RuntimeException r) {
-          throw r;
-        }
-        throw new IllegalStateException(e.getMessage(), e);
+        throw UserError.fromJob(e);
       }
     }
     if (Boolean.parseBoolean(conf.get(HALT_BEFORE_COMMIT_CONF, "false"))) {

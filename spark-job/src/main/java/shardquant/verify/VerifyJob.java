@@ -14,7 +14,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
-import java.util.concurrent.ExecutionException;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 import org.apache.hadoop.conf.Configuration;
@@ -205,14 +204,7 @@ public final class VerifyJob {
         console.println("retried: " + retried);
       }
     } catch (Exception e) { // Spark throws its checked SparkException without declaring it
-      String user = UserError.findIn(e);
-      if (user != null) {
-        throw new UserError(user, e);
-      }
-      if (e instanceof RuntimeException r) {
-        throw r;
-      }
-      throw new IllegalStateException(e instanceof ExecutionException ? e.getCause().getMessage() : e.getMessage(), e);
+      throw UserError.fromJob(e);
     }
 
     List<String> problems = new ArrayList<>();
