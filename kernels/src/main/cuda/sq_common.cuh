@@ -222,3 +222,117 @@ SQ_DEVICE void sq_warp_finish_stats(const SqLane* mine, int clipped, SqRowStats*
     out->pad = 0;
   }
 }
+
+// ---- precomputed-term row sums (int4/nf4) ----
+// QuantStats' fixed-order sums with the arithmetic taken off the serial chains. A row is worked on by a
+// row group of T threads (8..128, a power of two; a multiple of 32 when it spans warps), thread t taking 8
+// consecutive columns 8t .. 8t+7 of each slice of 8T columns (one 16-byte load for 16-bit input). Per
+// slice every thread computes its elements' terms with sq_rt_term ((double)x*x and e*e, e = (double)x - d,
+// in shared memory in element order; a non-finite pair stores zeros and is counted apart, as
+// sq_lane_add leaves it out), then, after a barrier, the row group's threads 0..7 (the chain threads)
+// only add them: chain c adds elements c, c+8, ... of the slice in order (sq_rt_chain), which is
+// SqLane c's order over the row. Adding a stored zero changes nothing: the sums start at +0 and no term
+// is negative, so the bytes are sq_lane_add's. sq_rt_combine then combines the 8 chains as
+// sq_warp_finish_stats does. maxErr and nonFinite do not depend on the order and are reduced over all
+// threads of the group.
+
+// Dynamic shared memory (the emulator defines its own in sq_emu.h).
+#ifndef SQ_DYNAMIC_SHARED
+#define SQ_DYNAMIC_SHARED(type, name)                          \
+  extern __shared__ __align__(16) unsigned char sq_dyn_smem[]; \
+  type* name = reinterpret_cast<type*>(sq_dyn_smem)
+#endif
+
+// The rounding of sq_round_bf16 in one instruction on the GPU (cvt.rn.bf16.f32 rounds to nearest even,
+// with subnormals and overflow to infinity as c10::BFloat16 does; a NaN, which PyTorch makes 0x7FC0, is
+// handled apart and keeps the software path's bits). The emulator runs the software path.
+SQ_DEVICE float sq_rt_round_bf16(float f) {
+#if defined(__CUDACC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned short h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return f != f ? sq_bf16_to_float((sq_bf16)0x7FC0) : sq_bf16_to_float(h);
+#else
+  return sq_round_bf16(f);
+#endif
+}
+
+// 16 bits of a packed pair as float32 (bf16: the bits shifted; f16: sq_f16_to_float).
+SQ_DEVICE float sq_rt_half(unsigned int bits16, int dtype) {
+  return dtype == SQ_DTYPE_BF16 ? sq_bits_float(bits16 << 16) : sq_f16_to_float((sq_f16)bits16);
+}
+
+// Elements c .. c+7 of the row starting at element `base` of input x (dtype SQ_DTYPE_*) as float32, zero
+// past `cols` and for a row that is not `real`. vec: x is 16-byte aligned and cols % 8 == 0 (so is every
+// row start and c, a multiple of 8): a whole 8 in range is one 16-byte load (two for float32).
+SQ_DEVICE void sq_rt_load8(const void* __restrict__ x, long long base, int c, int cols, bool real, bool vec,
+                           int dtype, float* v) {
+  if (real && vec && c + 8 <= cols) {
+    if (dtype == SQ_DTYPE_F32) {
+      const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(x) + base + c);
+      const float4 a = p[0];
+      const float4 b = p[1];
+      v[0] = a.x;
+      v[1] = a.y;
+      v[2] = a.z;
+      v[3] = a.w;
+      v[4] = b.x;
+      v[5] = b.y;
+      v[6] = b.z;
+      v[7] = b.w;
+    } else {
+      const uint4 w = *reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(x) + base + c);
+      const unsigned int words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        v[2 * i] = sq_rt_half(words[i] & 0xFFFFu, dtype);
+        v[2 * i + 1] = sq_rt_half(words[i] >> 16, dtype);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      v[i] = real && c + i < cols ? sq_load(x, base + c + i, dtype) : 0.0f;
+    }
+  }
+}
+
+// Stores element j's terms (j within the slice) and counts its pair into maxErr / nonFinite.
+SQ_DEVICE void sq_rt_term(double* signal, double* error, int j, float x, float d, float* maxErr, int* nonFinite) {
+  if (!sq_finite(x) || !sq_finite(d)) {
+    (*nonFinite)++;
+    signal[j] = 0.0;
+    error[j] = 0.0;
+    return;
+  }
+  const double e = __dsub_rn((double)x, (double)d);
+  signal[j] = __dmul_rn((double)x, (double)x);
+  error[j] = __dmul_rn(e, e);
+  *maxErr = fmaxf(*maxErr, (float)fabs(e));
+}
+
+// Chain thread c (0..7) adds the slice's terms c, c+8, ... below count, in order.
+SQ_DEVICE void sq_rt_chain(const double* signal, const double* error, int count, int c, double* sig, double* err) {
+  double s = *sig;
+  double e = *err;
+#pragma unroll 4
+  for (int j = c; j < count; j += 8) {
+    s = __dadd_rn(s, signal[j]);
+    e = __dadd_rn(e, error[j]);
+  }
+  *sig = s;
+  *err = e;
+}
+
+// The row's sums from its 8 chains, held by lanes chain0 .. chain0+7 of this warp (QuantStats.combineLanes);
+// every lane of the warp calls it and gets them.
+SQ_DEVICE void sq_rt_combine(double sig, double err, int chain0, double* signal, double* error) {
+  double s[8];
+  double e[8];
+#pragma unroll
+  for (int l = 0; l < 8; l++) {
+    s[l] = __shfl_sync(0xffffffffu, sig, chain0 + l);
+    e[l] = __shfl_sync(0xffffffffu, err, chain0 + l);
+  }
+  *signal = sq_combine_lanes(s);
+  *error = sq_combine_lanes(e);
+}

@@ -17,14 +17,17 @@ import shardquant.kernels.verify.QuantStats;
 
 /**
  * int4-tile-packed and int4-cpu (tinygemm asymmetric int4): {@code int4_tile_packed} and {@code int4_cpu}
- * (src/main/cuda/int4_tinygemm.cu), blocks of 64 rows, one fused pass writing qdata in its packed layout and
+ * (src/main/cuda/int4_tinygemm.cu), one to four warps per row, one fused pass writing qdata in its packed layout and
  * scale_and_zero in place. Part shapes, and tile-packed's padding of N to 8 and K to 1024, come from the
  * recipe's {@link RecipeKernel#parts}; a shape or dtype the recipe refuses goes to the CPU backend, which
  * refuses it with the reference's message.
  */
 final class CudaInt4 implements CudaRecipe {
   private static final int THREADS = 256;
-  private static final int ROWS_PER_BLOCK = 64;
+  /** int4_cpu: rows per block of the CPU layout. */
+  private static final int ROW_BLOCK = 64;
+  /** Dynamic shared memory per thread: 8 columns' verification terms (two doubles each) and codes. */
+  private static final int SHARED_PER_THREAD = 8 * (2 * 8 + 1);
 
   private final Int4Layout layout;
 
@@ -55,17 +58,23 @@ final class CudaInt4 implements CudaRecipe {
       CudaDevice.Memory sz = shard.alloc(szBytes);
       CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * realRows);
       CudaDevice.Memory inputBad = shard.alloc(4L * realRows);
+      // int4_tinygemm.cu: rowThreads threads (one, two or four warps: 256 columns each) per row,
+      // THREADS / rowThreads rows per block.
+      int rowThreads = k <= 256 ? 32 : k <= 512 ? 64 : 128;
+      int rowsPerBlock = THREADS / rowThreads;
       shard.uploadAndRun(layout.rowAlignment(), (s, r0, r1) -> {
         int end = Math.toIntExact(layout.storedRows(r1)); // tile-packed's last chunk takes the padding rows too
         // Exhaustive: a new layout does not compile until it has a kernel here.
         Object[] args = switch (layout) {
-          case TILE_PACKED -> new Object[] {shard.input(), cols, realRows, n, k, group, r0, end, eps, q, sz, rowStats,
-              inputBad};
-          case CPU -> new Object[] {shard.input(), n, k, group, r0, end, eps, q, sz, rowStats, inputBad};
+          case TILE_PACKED -> new Object[] {shard.input(), cols, realRows, n, k, group, r0, end, eps, rowThreads, q, sz,
+              rowStats, inputBad};
+          case CPU -> new Object[] {shard.input(), n, k, group, r0, end, eps, rowThreads, q, sz, rowStats, inputBad};
           case PLAIN -> throw new IllegalStateException("no recipe writes the " + layout.cliName() + " int4 layout");
         };
         String kernel = layout == Int4Layout.TILE_PACKED ? "int4_tile_packed" : "int4_cpu";
-        dev.launch(s, kernel, CudaKernels.blocks(end - r0, ROWS_PER_BLOCK), THREADS, 0, args);
+        int grid = layout == Int4Layout.TILE_PACKED ? CudaKernels.blocks(end - r0, rowsPerBlock)
+            : ROW_BLOCK / rowsPerBlock * CudaKernels.blocks(end - r0, ROW_BLOCK);
+        dev.launch(s, kernel, grid, THREADS, THREADS * SHARED_PER_THREAD, args);
       });
       ByteBuffer bad = shard.download(inputBad, 0, 4L * realRows);
       for (int r = 0; r < realRows; r++) {
