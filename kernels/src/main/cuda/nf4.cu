@@ -62,64 +62,89 @@ SQ_DEVICE signed char nf4_to_int8(float v) {
   return (signed char)(int)r;
 }
 
+// The code of quotient q: the number of thresholds at or below it (a NaN passes none).
 SQ_DEVICE int nf4_code(float q, const float* thresholds) {
   int code = 0;
+#pragma unroll
   for (int i = 0; i < NF4_CODES - 1; i++) {
     code += q >= thresholds[i] ? 1 : 0;
   }
   return code;
 }
 
+// Whether x is 16-byte aligned, so 8 elements from a multiple of 8 are one or two 16-byte loads.
+SQ_DEVICE bool nf4_aligned(const void* x) { return (reinterpret_cast<unsigned long long>(x) & 15) == 0; }
+
 extern "C" __global__ void __launch_bounds__(256) nf4_block_absmax(const void* __restrict__ x, int dtype, int blockBegin,
                                                                 int blockEnd, float* __restrict__ absmax) {
   const int lane = threadIdx.x & 31;
-  const int b = blockBegin + blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (b >= blockEnd) {
+  // 8 lanes per block of 64, 8 consecutive elements each: 4 blocks per warp.
+  const int b = blockBegin + (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 4 + (lane >> 3);
+  if (blockBegin + (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 4 >= blockEnd) {
     return;  // the whole warp
   }
-  const long long e = (long long)b * NF4_BLOCK + 2 * lane;
-  const float v0 = sq_load(x, e, dtype);
-  const float v1 = sq_load(x, e + 1, dtype);
-  const int bad = sq_warp_sum(!sq_finite(v0) + !sq_finite(v1));
-  // blocks.abs().max(): exact; starts at +0 as the reference's Math.max(0, |x|) does.
-  const float m = sq_warp_max(sq_max(sq_max(0.0f, fabsf(v0)), fabsf(v1)));
-  if (lane == 0) {
+  const bool valid = b < blockEnd;  // lanes of blocks past the end still take part in the shuffles
+  float v[8];
+  sq_rt_load8(x, (long long)b * NF4_BLOCK, 8 * (lane & 7), NF4_BLOCK, valid, nf4_aligned(x), dtype, v);
+  int bad = 0;
+  float m = 0.0f;  // blocks.abs().max(): exact; starts at +0 as the reference's Math.max(0, |x|) does.
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    bad += !sq_finite(v[i]);
+    m = sq_max(m, fabsf(v[i]));
+  }
+  bad = sq_group_sum(bad, 8);
+  m = sq_group_max(m, 8);
+  if (valid && (lane & 7) == 0) {
     absmax[b] = bad != 0 ? NAN : m;
   }
 }
 
-extern "C" __global__ void __launch_bounds__(256) nf4_quantize(const void* __restrict__ x, int dtype, int groupBegin,
-                                                            float mean, const float* __restrict__ params,
-                                                            unsigned char* __restrict__ data,
-                                                            signed char* __restrict__ qscalers,
-                                                            void* __restrict__ factors, float* __restrict__ scalerDq,
-                                                            int* __restrict__ bad) {
-  __shared__ float thresholds[NF4_CODES - 1];
+extern "C" __global__ void __launch_bounds__(1024) nf4_quantize(const void* __restrict__ x, int dtype, int groupBegin,
+                                                             float mean, const float* __restrict__ params,
+                                                             unsigned char* __restrict__ data,
+                                                             signed char* __restrict__ qscalers,
+                                                             void* __restrict__ factors, float* __restrict__ scalerDq,
+                                                             int* __restrict__ bad) {
   __shared__ float blockAbsmax[NF4_SCALER_BLOCK];
   __shared__ float warpMax[8];
-  __shared__ int warpBad[8];
+  __shared__ int warpBad[32];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;  // 8, 16 or 32
   const int g = groupBegin + blockIdx.x;
-  if (threadIdx.x < NF4_CODES - 1) {
-    thresholds[threadIdx.x] = params[threadIdx.x];
+  // The thresholds in registers (a constant index each), the same for every thread.
+  float thresholds[NF4_CODES - 1];
+#pragma unroll
+  for (int i = 0; i < NF4_CODES - 1; i++) {
+    thresholds[i] = params[i];
   }
-  __syncthreads();
+  const bool vec = nf4_aligned(x);
 
-  // convert_to_norm_float_weight, block by block.
+  // convert_to_norm_float_weight: 8 lanes per block of 64, 8 consecutive elements each (one 16-byte
+  // load for 16-bit input), 4 blocks per warp at a time; the warp's blocks are 4 * (warp + warps * it) ...
   int badCount = 0;
-  for (int k = 0; k < 32; k++) {
-    const int j = warp * 32 + k;  // block within the group
-    const long long b = (long long)g * NF4_SCALER_BLOCK + j;
-    const long long e = b * NF4_BLOCK + 2 * lane;
-    const float v0 = sq_load(x, e, dtype);
-    const float v1 = sq_load(x, e + 1, dtype);
-    badCount += !sq_finite(v0) + !sq_finite(v1);
-    const float m = sq_warp_max(sq_max(sq_max(0.0f, fabsf(v0)), fabsf(v1)));
-    const int high = nf4_code(__fdiv_rn(v0, m), thresholds);
-    const int low = nf4_code(__fdiv_rn(v1, m), thresholds);
-    data[e >> 1] = (unsigned char)(high << 4 | low);
-    if (lane == 0) {
+  for (int it = 0; it < NF4_SCALER_BLOCK / (4 * warps); it++) {
+    const int j = 4 * (warp + warps * it) + (lane >> 3);  // block within the group
+    const long long e = ((long long)g * NF4_SCALER_BLOCK + j) * NF4_BLOCK + 8 * (lane & 7);
+    float v[8];
+    sq_rt_load8(x, e, 0, 8, true, vec, dtype, v);
+    float m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      badCount += !sq_finite(v[i]);
+      m = sq_max(m, fabsf(v[i]));
+    }
+    m = sq_group_max(m, 8);
+    unsigned int word = 0;  // 4 bytes, even element in the high nibble
+#pragma unroll
+    for (int i = 0; i < 8; i += 2) {
+      const int high = nf4_code(__fdiv_rn(v[i], m), thresholds);
+      const int low = nf4_code(__fdiv_rn(v[i + 1], m), thresholds);
+      word |= (unsigned int)(high << 4 | low) << (4 * i);
+    }
+    *reinterpret_cast<unsigned int*>(data + (e >> 1)) = word;
+    if ((lane & 7) == 0) {
       blockAbsmax[j] = m;
     }
   }
@@ -129,14 +154,17 @@ extern "C" __global__ void __launch_bounds__(256) nf4_quantize(const void* __res
   }
   __syncthreads();
 
-  // double_quantize_scalers: thread j takes block j of the group.
+  // double_quantize_scalers: thread j < 256 takes block j of the group.
   const int j = threadIdx.x;
-  const float centred = sq_round_to(__fsub_rn(blockAbsmax[j], mean), dtype);
+  const float centred = j < NF4_SCALER_BLOCK ? sq_round_to(__fsub_rn(blockAbsmax[j], mean), dtype) : 0.0f;
   const float groupMax = sq_warp_max(sq_max(0.0f, fabsf(centred)));
-  if (lane == 0) {
+  if (lane == 0 && warp < 8) {
     warpMax[warp] = groupMax;
   }
   __syncthreads();
+  if (j >= NF4_SCALER_BLOCK) {
+    return;
+  }
   float scalerAbsmax = warpMax[0];
   for (int w = 1; w < 8; w++) {
     scalerAbsmax = sq_max(scalerAbsmax, warpMax[w]);
@@ -152,50 +180,104 @@ extern "C" __global__ void __launch_bounds__(256) nf4_quantize(const void* __res
   if (threadIdx.x == 0) {
     nf4_store(factors, g, factor, dtype);
     int total = 0;
-    for (int w = 0; w < 8; w++) {
+    for (int w = 0; w < warps; w++) {
       total += warpBad[w];
     }
     bad[g] = total;
   }
 }
 
+// The row's partial counts of one warp (nf4_stats, rows of more than one warp).
+struct Nf4WarpPart {
+  int nonFinite;
+  float maxErr;
+};
+
 extern "C" __global__ void __launch_bounds__(256) nf4_stats(const void* __restrict__ x, int dtype, int cols,
-                                                         int rowBegin, int rowEnd, const float* __restrict__ params,
+                                                         int rowBegin, int rowEnd, int rowThreads,
+                                                         const float* __restrict__ params,
                                                          const unsigned char* __restrict__ data,
                                                          const float* __restrict__ scalerDq,
                                                          SqRowStats* __restrict__ stats) {
+  SQ_DYNAMIC_SHARED(unsigned char, smem);
+  const int T = rowThreads;  // 8 .. 128, a power of two
+  const int slice = 8 * T;
+  const int rowsPerBlock = blockDim.x / T;
+  const int rg = threadIdx.x / T;
+  const int t = threadIdx.x % T;
   const int lane = threadIdx.x & 31;
-  const int statLane = lane & 7;
-  const int row = rowBegin + (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 4 + (lane >> 3);
-  const bool valid = row < rowEnd;  // lanes of rows past the end still take part in the shuffles
-  const float* table = params + (NF4_CODES - 1);
-  const long long base = (long long)row * cols;
-  SqLane acc;
-  sq_lane_init(&acc);
-  if (valid) {
-    for (int c = statLane; c < cols; c += 8) {
-      const long long i = base + c;
-      const int code = (data[i >> 1] >> ((i & 1) == 0 ? 4 : 0)) & 0xF;
-      const float d = sq_round_to(__fmul_rn(table[code], scalerDq[i / NF4_BLOCK]), dtype);
-      sq_lane_add(&acc, sq_load(x, i, dtype), d);
-    }
+  const int row = rowBegin + blockIdx.x * rowsPerBlock + rg;
+  const bool valid = row < rowEnd;  // threads of rows past the end still take part in barriers and shuffles
+  // Shared: the 16 table values, then per row of the block the signal and error terms [slice] doubles each.
+  float* table = reinterpret_cast<float*>(smem);
+  double* signal = reinterpret_cast<double*>(smem + 64) + (long long)rg * 2 * slice;
+  double* error = signal + slice;
+  if (threadIdx.x < NF4_CODES) {
+    table[threadIdx.x] = params[NF4_CODES - 1 + threadIdx.x];
   }
-  // sq_warp_finish_stats for each group of 8 lanes (one row each).
-  double signal[8];
-  double error[8];
+  __syncthreads();
+  const bool vec = cols % 8 == 0 && nf4_aligned(x);
+  const long long base = (long long)row * cols;
+  double sig = 0.0;
+  double err = 0.0;
   float maxErr = 0.0f;
   int nonFinite = 0;
-  for (int l = 0; l < 8; l++) {
-    const int src = (lane & ~7) + l;
-    signal[l] = __shfl_sync(0xffffffffu, acc.signal, src);
-    error[l] = __shfl_sync(0xffffffffu, acc.error, src);
-    maxErr = fmaxf(maxErr, __shfl_sync(0xffffffffu, acc.maxErr, src));
-    nonFinite += __shfl_sync(0xffffffffu, acc.nonFinite, src);
+  for (int s0 = 0; s0 < cols; s0 += slice) {
+    const int c0 = s0 + 8 * t;
+    float v[8];
+    sq_rt_load8(x, base, c0, cols, valid, vec, dtype, v);
+    if (valid && c0 < cols) {
+      const long long i0 = base + c0;
+      if (vec && c0 + 8 <= cols) {
+        // 8 codes in one 32-bit word (even element in the high nibble), one scaler (i0 % 8 == 0).
+        const unsigned int word = *reinterpret_cast<const unsigned int*>(data + (i0 >> 1));
+        const float sd = scalerDq[i0 / NF4_BLOCK];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          const int code = (word >> (8 * (e >> 1) + ((e & 1) == 0 ? 4 : 0))) & 0xF;
+          const float d = sq_round_to(__fmul_rn(table[code], sd), dtype);
+          sq_rt_term(signal, error, 8 * t + e, v[e], d, &maxErr, &nonFinite);
+        }
+      } else {
+        for (int e = 0; e < 8 && c0 + e < cols; e++) {
+          const long long i = i0 + e;
+          const int code = (data[i >> 1] >> ((i & 1) == 0 ? 4 : 0)) & 0xF;
+          const float d = sq_round_to(__fmul_rn(table[code], scalerDq[i / NF4_BLOCK]), dtype);
+          sq_rt_term(signal, error, 8 * t + e, v[e], d, &maxErr, &nonFinite);
+        }
+      }
+    }
+    __syncthreads();
+    if (valid && t < 8) {
+      sq_rt_chain(signal, error, min(slice, cols - s0), t, &sig, &err);
+    }
+    __syncthreads();
   }
-  if (valid && statLane == 0) {
+  double rowSignal = 0.0;
+  double rowError = 0.0;
+  sq_rt_combine(sig, err, lane - (t & 31), &rowSignal, &rowError);
+  const int lanes = T < 32 ? T : 32;
+  nonFinite = sq_group_sum(nonFinite, lanes);
+  maxErr = sq_group_max(maxErr, lanes);
+  if (T > 32) {
+    // Across the row's warps, through shared memory (the term slices are free now).
+    Nf4WarpPart* parts = reinterpret_cast<Nf4WarpPart*>(smem + 64);
+    if (lane == 0) {
+      parts[threadIdx.x >> 5] = Nf4WarpPart{nonFinite, maxErr};
+    }
+    __syncthreads();
+    if (t == 0) {
+      for (int w = 1; w < T / 32; w++) {
+        const Nf4WarpPart o = parts[(threadIdx.x >> 5) + w];
+        nonFinite += o.nonFinite;
+        maxErr = fmaxf(maxErr, o.maxErr);
+      }
+    }
+  }
+  if (valid && t == 0) {
     SqRowStats out;
-    out.signal = sq_combine_lanes(signal);
-    out.error = sq_combine_lanes(error);
+    out.signal = rowSignal;
+    out.error = rowError;
     out.maxErr = maxErr;
     out.clipped = 0;
     out.nonFinite = nonFinite;

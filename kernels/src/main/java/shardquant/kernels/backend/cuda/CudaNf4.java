@@ -15,8 +15,8 @@ import shardquant.kernels.verify.QuantStats;
 
 /**
  * nf4 ({@link Nf4Ref}, which documents the layout): {@code nf4_block_absmax}
- * for the job's first pass, {@code nf4_quantize} (one thread block per group of 64 x 256 elements) and
- * {@code nf4_stats} (eight lanes per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
+ * for the job's first pass, {@code nf4_quantize} (one thread block of 1024 per group of 64 x 256 elements) and
+ * {@code nf4_stats} (8 to 128 threads per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
  * the kernels do not take (a bad shape, a missing or foreign-dtype mean, NaN or infinite weights) go to
  * the CPU backend, which computes them or refuses them with the reference's message.
  */
@@ -26,9 +26,12 @@ final class CudaNf4 implements CudaRecipe {
   private static final int GROUP = Nf4Ref.SHARD_ALIGNMENT;
   private static final int CODES = 16;
   private static final int THREADS = 256;
-  private static final int WARPS_PER_BLOCK = THREADS / 32;
-  /** nf4_stats: eight lanes per row. */
-  private static final int STATS_ROWS_PER_BLOCK = THREADS / 8;
+  /** nf4_block_absmax: four blocks of 64 per warp. */
+  private static final int ABSMAX_BLOCKS_PER_BLOCK = THREADS / 32 * 4;
+  /** nf4_quantize: threads per group. */
+  private static final int QUANTIZE_THREADS = 1024;
+  /** nf4_stats: the table (16 floats), then 8 columns' verification terms (two doubles each) per thread. */
+  private static final int STATS_SHARED = 64 + THREADS * 8 * 16;
   /** The kernels' params buffer: the 15 thresholds, then the 16 table values (nf4.cu). */
   private static final int PARAMS = 32;
 
@@ -62,7 +65,7 @@ final class CudaNf4 implements CudaRecipe {
       shard.uploadAndRun(rowUnit, (s, r0, r1) -> {
         int b0 = Math.toIntExact((long) r0 * k / BLOCK);
         int b1 = Math.toIntExact((long) r1 * k / BLOCK);
-        dev.launch(s, "nf4_block_absmax", CudaKernels.blocks(b1 - b0, WARPS_PER_BLOCK), THREADS, 0,
+        dev.launch(s, "nf4_block_absmax", CudaKernels.blocks(b1 - b0, ABSMAX_BLOCKS_PER_BLOCK), THREADS, 0,
             shard.input(), dtype, b0, b1, absmax);
       });
       float[] out = new float[blocks];
@@ -101,14 +104,17 @@ final class CudaNf4 implements CudaRecipe {
       CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
       int dtype = CudaKernels.dtype(d);
       int rowUnit = GROUP / gcd(GROUP, k); // chunks of whole groups (Nf4Recipe.rowAlignment)
+      // nf4_stats: rowThreads threads per row (8 columns each per slice, 8 to 128), THREADS / rowThreads rows per block
+      int rowThreads = Math.max(8, Math.min(128, Integer.highestOneBit(Math.max(1, (k + 7) / 8 - 1)) << 1));
+      int statsRows = THREADS / rowThreads;
       shard.uploadAndRun(rowUnit, (s, r0, r1) -> {
         int g0 = Math.toIntExact((long) r0 * k / GROUP);
         int g1 = Math.toIntExact((long) r1 * k / GROUP);
         // a chunk holds whole groups, at least one
-        dev.launch(s, "nf4_quantize", g1 - g0, THREADS, 0,
+        dev.launch(s, "nf4_quantize", g1 - g0, QUANTIZE_THREADS, 0,
             shard.input(), dtype, g0, mean, params, data, qscalers, factors, scalerDq, bad);
-        dev.launch(s, "nf4_stats", CudaKernels.blocks(r1 - r0, STATS_ROWS_PER_BLOCK), THREADS, 0,
-            shard.input(), dtype, k, r0, r1, params, data, scalerDq, rowStats);
+        dev.launch(s, "nf4_stats", CudaKernels.blocks(r1 - r0, statsRows), THREADS, STATS_SHARED,
+            shard.input(), dtype, k, r0, r1, rowThreads, params, data, scalerDq, rowStats);
       });
       ByteBuffer badCounts = shard.download(bad, 0, 4L * groups);
       for (int g = 0; g < groups; g++) {
