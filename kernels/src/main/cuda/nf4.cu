@@ -5,32 +5,38 @@
 // flat: blocks of 64 consecutive elements (across row ends), groups of 256 blocks = 16384 elements
 // sharing one quantization factor. Three kernels:
 //
-// nf4_block_absmax (the job's first pass, Nf4Ref.blockAbsmax): one warp per block of 64, each lane two
-//   consecutive elements (coalesced), a warp max; 8 warps (blocks of 64) per thread block, launch with
-//   gridDim.x = ceil((blockEnd - blockBegin) / 8). Out: absmax float32 [blocks], the exact |x| max (a
-//   value of the input dtype). A block holding NaN or infinity writes NaN: the host then runs the CPU
-//   backend, which refuses the input with the reference's message (element index).
+// nf4_block_absmax (the job's first pass, Nf4Ref.blockAbsmax): 8 lanes per block of 64, each lane 8
+//   consecutive elements (one 16-byte load for 16-bit input, two for float32), a max over the 8 lanes; 4
+//   blocks per warp, 32 per thread block of 256: launch with gridDim.x = ceil((blockEnd - blockBegin) /
+//   32). Out: absmax float32 [blocks], the exact |x| max (a value of the input dtype). A block holding NaN
+//   or infinity writes NaN: the host then runs the CPU backend, which refuses the input with the
+//   reference's message (element index).
 //
-// nf4_quantize (second pass, Nf4Ref.quantize with the driver's scaler mean): one thread block of 256
-//   threads per group; warp w takes blocks 32w .. 32w+31 of the group one after another: each lane loads
-//   elements 2*lane and 2*lane+1 (coalesced), the warp reduces the block's absmax, and each lane writes
-//   the byte of its two codes (32 consecutive bytes per block). The code of x is the number of the 15
-//   thresholds c_i at or below the float32 quotient x / absmax (see CudaNf4.thresholds and SimdNf4: the
-//   thresholds are bisected from Nf4Ref.code, so ties land where the reference puts them; a zero
-//   block's 0 / 0 = NaN passes none and gets code 0, as torchao's min() gives). Then thread j
-//   double-quantizes block j's scaler: centred = round(absmax - mean), block max of |centred|, factor
-//   = round(round(1 / round(2 * max)) * 256), q = int8(round(centred * factor)) (NaN -> 0), and the
-//   dequantized scaler round(round(q / factor) + mean) for the stats kernel. Launch with gridDim.x =
-//   groupEnd - groupBegin. Out: data uint8 [numel / 2] (even element in the high nibble), qscalers int8
-//   [blocks], factors dtype [groups], scalerDq float32 [blocks], bad int [groups] (non-finite inputs of
-//   the group: > 0 sends the shard to the CPU backend, which refuses it).
+// nf4_quantize (second pass, Nf4Ref.quantize with the driver's scaler mean): one thread block per group,
+//   blockDim.x 256, 512 or 1024 (the host launches 1024); the group's 256 blocks of 64 go 4 at a time to
+//   each warp, 8 lanes per block, a lane loading 8 consecutive elements as nf4_block_absmax does: a max over
+//   the 8 lanes gives the block's absmax, and each lane writes its 8 codes as one 32-bit word (even element
+//   in the high nibble). The code of x is the number of the 15 thresholds c_i at or below the float32
+//   quotient x / absmax (see CudaNf4.thresholds and SimdNf4: the thresholds are bisected from Nf4Ref.code,
+//   so ties land where the reference puts them; a zero block's 0 / 0 = NaN passes none and gets code 0, as
+//   torchao's min() gives); the thresholds sit in registers. Then thread j < 256 double-quantizes block
+//   j's scaler: centred = round(absmax - mean), block max of |centred|, factor = round(round(1 /
+//   round(2 * max)) * 256), q = int8(round(centred * factor)) (NaN -> 0), and the dequantized scaler
+//   round(round(q / factor) + mean) for the stats kernel. Launch with gridDim.x = groupEnd - groupBegin.
+//   Out: data uint8 [numel / 2] (even element in the high nibble), qscalers int8 [blocks], factors dtype
+//   [groups], scalerDq float32 [blocks], bad int [groups] (non-finite inputs of the group: > 0 sends the
+//   shard to the CPU backend, which refuses it).
 //
 // nf4_stats: QuantStats' per-row sums of x against get_original_weight's nf4[code] * scaler rounded to
-//   the dtype: eight lanes per row (4 rows per warp, 32 rows per block of 256 threads), lane j of a row
-//   walking stat lane j in element order (QuantStats' fixed order; the 8 partials then combine as
-//   sq_warp_finish_stats does). Launch with gridDim.x = ceil((rowEnd - rowBegin) / 32), after
-//   nf4_quantize on the same rows. Dequantized values may be NaN or infinite for finite x (f16: a group
-//   whose 2 * max overflows has factor 0 and NaN scalers); they are counted as the reference counts them.
+//   the dtype. A row has rowThreads T threads (8 .. 128, a power of two; the host takes the least
+//   covering cols / 8), blockDim.x / T rows per block; they walk the row in slices of 8T columns, thread t
+//   taking columns 8t .. 8t+7 (one 16-byte load, one 32-bit load of the 8 codes and one scaler where cols
+//   % 8 == 0, scalar loads otherwise), the table in shared memory. Every thread stores its elements'
+//   verification terms in shared memory and the row's threads 0..7 add them on QuantStats' 8 chains
+//   (sq_common.cuh, "precomputed-term row sums"). Dynamic shared memory: 64 + blockDim.x * 128 bytes.
+//   Launch with gridDim.x = ceil((rowEnd - rowBegin) / (blockDim.x / T)), after nf4_quantize on the same
+//   rows. Dequantized values may be NaN or infinite for finite x (f16: a group whose 2 * max overflows has
+//   factor 0 and NaN scalers); they are counted as the reference counts them.
 //
 // params (float32 [32], from the host): thresholds c_1 .. c_15 of the dtype, then the 16 table values
 // nf4[0..15] rounded to the dtype (Nf4Ref.table).
