@@ -19,7 +19,7 @@
 #define QUANT_MIN (-128.0f)
 #define QUANT_MAX 127.0f
 
-extern "C" __global__ void __launch_bounds__(256) int8_rowwise(const void* __restrict__ x, int dtype, int cols,
+extern "C" __global__ void __launch_bounds__(256, 8) int8_rowwise(const void* __restrict__ x, int dtype, int cols,
                                                             int rowBegin, int rowEnd, float eps, int cacheRow,
                                                             signed char* __restrict__ q, float* __restrict__ scale,
                                                             SqRowStats* __restrict__ stats) {

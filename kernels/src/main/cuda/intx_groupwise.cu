@@ -66,7 +66,7 @@ SQ_DEVICE void intx_store_scale(void* scale, long long i, float s, int dtype) {
   }
 }
 
-extern "C" __global__ void __launch_bounds__(256) intx_groupwise(
+extern "C" __global__ void __launch_bounds__(256, 8) intx_groupwise(
     const void* __restrict__ x, int dtype, int cols, int group, int rowBegin, int rowEnd, int mapping,
     int quantMin, int quantMax, float halfRange, float range, int symmetricZero, float eps, int cacheRow,
     signed char* __restrict__ q, void* __restrict__ scale, signed char* __restrict__ zero,

@@ -13,8 +13,11 @@ import shardquant.kernels.verify.QuantStats;
 final class CudaInt8 implements CudaRecipe {
   /** SQ_TERM_TILE_BYTES of sq_common.cuh: the verification terms' tiles, first in dynamic shared memory. */
   static final int TERM_TILE_BYTES = 4 * 512 * 8;
-  /** Dynamic shared memory a block may take without opting in (cuFuncSetAttribute). */
-  static final int SHARED_LIMIT = 48 << 10;
+  /**
+   * Dynamic shared memory a block may take: 48 KiB (without opting in, cuFuncSetAttribute) less 1 KiB for
+   * the kernels' static shared memory (512 bytes at most, ptxas -v).
+   */
+  static final int SHARED_LIMIT = 47 << 10;
 
   /** Threads of a row's block (int8_rowwise, intx_groupwise): about 16 elements a thread, 32 to 256. */
   static int threads(long cols) {
