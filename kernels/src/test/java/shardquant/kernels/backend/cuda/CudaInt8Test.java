@@ -61,7 +61,7 @@ class CudaInt8Test {
     CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(DType.BF16, 9, 100, r).rowSlice(2, 5), CONFIGS[1], "slice");
   }
 
-  /** Rows too long for the kernel's shared-memory copy (over 32 KiB): the later passes read global memory again. */
+  /** Rows too long for the kernel's shared-memory copy (32,800 bytes, over its 31 KiB): the later passes read global memory again. */
   @ParameterizedTest
   @MethodSource("targets")
   void rowsTooLongForSharedMemory(Target t) {
