@@ -16,31 +16,22 @@
 //   code = d(rint(d(x * d(1 / s))) + z); clipped when outside [qmin, qmax]; q = clamp(code) (NaN -> 0)
 //   dequantized = d(d(d(q) - d(z)) * s), compared with x in the verification sums
 //
-// Layout: one warp per row, 8 rows per block of 256 threads; gridDim.x = ceil((rowEnd - rowBegin) / 8).
-// A warp walks its row's groups in order; per group, lanes read consecutive elements (coalesced, the
-// first 256 kept in registers, longer groups read again from cache), reduce min/max by shuffles, and
-// every lane derives the same qparams; then each 32-element step writes 32 consecutive code bytes and
-// hands its (x, dequantized) pairs by shuffles to lanes 0..7, which add them to stat lane column % 8 in
-// column order (QuantStats' fixed order), so the input is read from memory once and nothing is re-read
-// to verify. Lane 0 writes the group's scale and zero point.
-// x: the shard's input rows [rows][cols] of dtype SQ_DTYPE_* (row indices are the shard's).
-// Out, for rows [rowBegin, rowEnd): q int8 [rows][cols], scale d [rows][cols / g], zero int8
-// [rows][cols / g], stats [rows]. A row holding NaN or infinity writes only stats.nonFinite (> 0): the
-// host then runs the CPU backend, which refuses the input with the reference's message.
+// Layout: one block per row (blockDim.x a multiple of 32, at most 256; the host takes about 16 elements a
+// thread); gridDim.x = rowEnd - rowBegin. The row is read from global memory once, with 16-byte loads
+// where it is aligned (sq_row_load), into shared memory when cacheRow (the host's choice: when it fits
+// in 48 KiB with the rest) or read again from global memory otherwise. The block then walks the row in
+// passes of P = max(1, SQ_TERM_TILE / g) groups: the pass's groups' qparams, each group on an aligned set
+// of lanes (a power of two, up to a warp, as many as the block has for P groups; several groups in flight
+// per warp), reduced by shuffles, into shared memory (lanes 0 of each group also write its scale and zero
+// point); then codes and verification terms of the pass's elements, SQ_TERM_TILE at a time, through
+// sq_term_sums (threads 0..7 only add precomputed terms, a tile behind the codes).
+// Dynamic shared memory: SQ_TERM_TILE_BYTES; P floats s, P floats d(1 / s), P ints z; then (cacheRow),
+// 16-byte aligned, the row's cols * dtype size bytes rounded up to 16.
 #include "sq_common.cuh"
 
 #define INTX_SYMMETRIC 0
 #define INTX_SYMMETRIC_NO_CLIPPING_ERR 1
 #define INTX_ASYMMETRIC 2
-
-// Steps of 32 elements a lane keeps in registers per group (groups up to 256 elements: the recipes').
-#define INTX_CACHED_STEPS 8
-
-#ifdef __CUDACC__
-#define INTX_UNROLL _Pragma("unroll")
-#else
-#define INTX_UNROLL
-#endif
 
 // The qparams of one group, the same in every lane.
 struct IntxGroup {
@@ -54,29 +45,15 @@ struct IntxGroup {
 // counts a clipped code.
 SQ_DEVICE float intx_element(float v, const IntxGroup& g, int dtype, float qmin, float qmax, signed char* out,
                              int* clipped) {
-  float r = rintf(sq_round_to(__fmul_rn(v, g.inv), dtype));
-  float code = sq_round_to(__fadd_rn(r, g.z), dtype);
+  float r = rintf(sq_round_to_hw(__fmul_rn(v, g.inv), dtype));
+  float code = sq_round_to_hw(__fadd_rn(r, g.z), dtype);
   *clipped += !(code >= qmin && code <= qmax);
   float low = code < qmin ? qmin : code;
   float cl = qmax < low ? qmax : low;
   int qi = cl != cl ? 0 : (int)cl;  // Java's (int) NaN, for a NaN scale
   *out = (signed char)qi;
-  float diff = sq_round_to(__fsub_rn(sq_round_to((float)qi, dtype), g.zd), dtype);
-  return sq_round_to(__fmul_rn(diff, g.s), dtype);
-}
-
-// Hands this step's pairs (columns c0 .. c0 + 31, lane i holding column c0 + i, valid below `valid`
-// lanes) to stat lanes 0..7: stat lane L takes the columns = L mod 8 in column order.
-SQ_DEVICE void intx_step_stats(int lane, int c0, int valid, float v, float d, SqLane* acc) {
-  int first = (lane - c0) & 7;
-  for (int k = 0; k < 4; k++) {
-    int src = first + 8 * k;
-    float xs = __shfl_sync(0xffffffffu, v, src);
-    float ds = __shfl_sync(0xffffffffu, d, src);
-    if (lane < 8 && src < valid) {
-      sq_lane_add(acc, xs, ds);
-    }
-  }
+  float diff = sq_round_to_hw(__fsub_rn(sq_round_to_hw((float)qi, dtype), g.zd), dtype);
+  return sq_round_to_hw(__fmul_rn(diff, g.s), dtype);
 }
 
 SQ_DEVICE void intx_store_scale(void* scale, long long i, float s, int dtype) {
@@ -89,111 +66,123 @@ SQ_DEVICE void intx_store_scale(void* scale, long long i, float s, int dtype) {
   }
 }
 
-extern "C" __global__ void __launch_bounds__(256) intx_groupwise(
+extern "C" __global__ void __launch_bounds__(256, 8) intx_groupwise(
     const void* __restrict__ x, int dtype, int cols, int group, int rowBegin, int rowEnd, int mapping,
-    int quantMin, int quantMax, float halfRange, float range, int symmetricZero, float eps,
+    int quantMin, int quantMax, float halfRange, float range, int symmetricZero, float eps, int cacheRow,
     signed char* __restrict__ q, void* __restrict__ scale, signed char* __restrict__ zero,
     SqRowStats* __restrict__ stats) {
-  const int lane = threadIdx.x & 31;
-  const int row = sq_warp_row(rowBegin);
+  SQ_DYNAMIC_SHARED(unsigned char, smem);
+  const int row = rowBegin + blockIdx.x;
   if (row >= rowEnd) {
-    return;  // the whole warp
+    return;  // the whole block
   }
   const long long base = (long long)row * cols;
   const int groups = cols / group;
+  const int perPass = group < SQ_TERM_TILE ? SQ_TERM_TILE / group : 1;  // P
+  float* passScale = (float*)(smem + SQ_TERM_TILE_BYTES);
+  float* passInv = passScale + perPass;
+  int* passZero = (int*)(passInv + perPass);
+  unsigned char* cache = 0;
+  if (cacheRow) {
+    cache = smem + ((SQ_TERM_TILE_BYTES + 12 * perPass + 15) & ~15);
+  }
   const float qmin = (float)quantMin;
   const float qmax = (float)quantMax;
   const float epsD = sq_round_to(eps, dtype);
 
   int bad = 0;
-  int clipped = 0;
-  SqLane acc;
-  sq_lane_init(&acc);
-  for (int gi = 0; gi < groups; gi++) {
-    const int g0 = gi * group;
-    const long long at = base + g0;
-
-    // min and max of the group (Java's Math.min/max); the first 256 elements stay in registers.
-    float cached[INTX_CACHED_STEPS];
-    float mn = INFINITY;
-    float mx = -INFINITY;
-    INTX_UNROLL
-    for (int k = 0; k < INTX_CACHED_STEPS; k++) {
-      int j = k * 32 + lane;
-      cached[k] = 0.0f;
-      if (j < group) {
-        cached[k] = sq_load(x, at + j, dtype);
-        sq_range_add(cached[k], &mn, &mx, &bad);
-      }
-    }
-    for (int j = INTX_CACHED_STEPS * 32 + lane; j < group; j += 32) {
-      sq_range_add(sq_load(x, at + j, dtype), &mn, &mx, &bad);
-    }
-    mn = sq_warp_min(mn);
-    mx = sq_warp_max(mx);
-
-    // choose_qparams_affine (INT domain): the block's range widened to include 0.
-    const float minNeg = sq_min(mn, 0.0f);
-    const float maxPos = sq_max(mx, 0.0f);
-    IntxGroup gq;
-    float z = sq_round_to((float)symmetricZero, dtype);
-    float s;
-    if (mapping == INTX_SYMMETRIC) {
-      s = sq_round_to(__fdiv_rn(sq_max(-minNeg, maxPos), halfRange), dtype);
-    } else if (mapping == INTX_SYMMETRIC_NO_CLIPPING_ERR) {
-      float smin = sq_round_to(__fdiv_rn(minNeg, qmin), dtype);
-      float smax = sq_round_to(__fdiv_rn(maxPos, qmax), dtype);
-      s = smin > smax ? smin : smax;
-    } else {
-      s = sq_round_to(__fdiv_rn(sq_round_to(__fsub_rn(maxPos, minNeg), dtype), range), dtype);
-    }
-    s = s < eps ? epsD : s;
-    if (mapping == INTX_ASYMMETRIC) {
-      z = sq_round_to(__fsub_rn(qmin, rintf(sq_round_to(__fdiv_rn(minNeg, s), dtype))), dtype);
-      z = z < qmin ? qmin : (qmax < z ? qmax : z);
-    }
-    // The zero point tensor: z in d, then .to(int8) (truncation; z is a whole number in range).
-    const int zi = (int)z;
-    gq.s = s;
-    gq.inv = sq_round_to(__fdiv_rn(1.0f, s), dtype);
-    gq.z = (float)zi;
-    gq.zd = sq_round_to(gq.z, dtype);
-    if (lane == 0) {
-      intx_store_scale(scale, (long long)row * groups + gi, s, dtype);
-      zero[(long long)row * groups + gi] = (signed char)zi;
-    }
-
-    // Codes, dequantized values and the stat lanes, 32 columns a step.
-    INTX_UNROLL
-    for (int k = 0; k < INTX_CACHED_STEPS; k++) {
-      if (k * 32 < group) {  // uniform over the warp
-        int j = k * 32 + lane;
-        float d = 0.0f;
-        if (j < group) {
-          d = intx_element(cached[k], gq, dtype, qmin, qmax, &q[at + j], &clipped);
-        }
-        intx_step_stats(lane, g0 + k * 32, group - k * 32, cached[k], d, &acc);
-      }
-    }
-    for (int j0 = INTX_CACHED_STEPS * 32; j0 < group; j0 += 32) {
-      int j = j0 + lane;
-      float v = 0.0f;
-      float d = 0.0f;
-      if (j < group) {
-        v = sq_load(x, at + j, dtype);
-        d = intx_element(v, gq, dtype, qmin, qmax, &q[at + j], &clipped);
-      }
-      intx_step_stats(lane, g0 + j0, group - j0, v, d, &acc);
-    }
-  }
-
-  bad = sq_warp_sum(bad);
-  clipped = sq_warp_sum(clipped);
+  sq_row_load(x, row, cols, dtype, cache, [&](float v) { bad += !sq_finite(v); });
+  bad = sq_block_sum(bad);  // its barriers also publish the cached row
   if (bad != 0) {
-    sq_row_non_finite(bad, &stats[row]);
-    return;
+    if (threadIdx.x == 0) {
+      SqRowStats r = {0.0, 0.0, 0.0f, 0, bad, 0};
+      stats[row] = r;
+    }
+    return;  // the whole block
   }
-  sq_warp_finish_stats(&acc, clipped, &stats[row]);
+  const void* src = cache != 0 ? (const void*)cache : (const void*)((const unsigned char*)x + base * sq_dtype_bytes(dtype));
+
+  // Lanes per group in the qparams phase: a power of two up to 32 with P groups' lanes within the block.
+  int lanes = 1;
+  while (lanes < 32 && 2 * lanes * perPass <= (int)blockDim.x) {
+    lanes *= 2;
+  }
+  const int slot = threadIdx.x / lanes;   // the pass's group this thread reduces (+ a multiple of blockDim / lanes)
+  const int sub = threadIdx.x & (lanes - 1);
+  const int slots = blockDim.x / lanes;
+
+  int clipped = 0;
+  SqTermSums sums;
+  sq_term_sums_init(&sums, smem);
+  for (int p0 = 0; p0 < groups; p0 += perPass) {
+    const int inPass = min(perPass, groups - p0);
+    for (int s0 = 0; s0 < inPass; s0 += slots) {  // uniform over the block
+      const int gi = s0 + slot;
+      const bool mine = gi < inPass;
+      // min and max of the group (Java's Math.min/max, in no particular order: the row is finite).
+      float mn = INFINITY;
+      float mx = -INFINITY;
+      if (mine) {
+        const int at = (p0 + gi) * group;
+        for (int j = sub; j < group; j += lanes) {
+          float v = sq_load_hw(src, at + j, dtype);
+          mn = sq_min(mn, v);
+          mx = sq_max(mx, v);
+        }
+      }
+      mn = sq_group_min(mn, lanes);
+      mx = sq_group_max(mx, lanes);
+      if (mine) {
+        // choose_qparams_affine (INT domain): the block's range widened to include 0.
+        const float minNeg = sq_min(mn, 0.0f);
+        const float maxPos = sq_max(mx, 0.0f);
+        float z = sq_round_to((float)symmetricZero, dtype);
+        float s;
+        if (mapping == INTX_SYMMETRIC) {
+          s = sq_round_to_hw(__fdiv_rn(sq_max(-minNeg, maxPos), halfRange), dtype);
+        } else if (mapping == INTX_SYMMETRIC_NO_CLIPPING_ERR) {
+          float smin = sq_round_to_hw(__fdiv_rn(minNeg, qmin), dtype);
+          float smax = sq_round_to_hw(__fdiv_rn(maxPos, qmax), dtype);
+          s = smin > smax ? smin : smax;
+        } else {
+          s = sq_round_to_hw(__fdiv_rn(sq_round_to_hw(__fsub_rn(maxPos, minNeg), dtype), range), dtype);
+        }
+        s = s < eps ? epsD : s;
+        if (mapping == INTX_ASYMMETRIC) {
+          z = sq_round_to(__fsub_rn(qmin, rintf(sq_round_to(__fdiv_rn(minNeg, s), dtype))), dtype);
+          z = z < qmin ? qmin : (qmax < z ? qmax : z);
+        }
+        // The zero point tensor: z in d, then .to(int8) (truncation; z is a whole number in range).
+        const int zi = (int)z;
+        if (sub == 0) {
+          passScale[gi] = s;
+          passInv[gi] = sq_round_to_hw(__fdiv_rn(1.0f, s), dtype);
+          passZero[gi] = zi;
+          intx_store_scale(scale, (long long)row * groups + p0 + gi, s, dtype);
+          zero[(long long)row * groups + p0 + gi] = (signed char)zi;
+        }
+      }
+    }
+    __syncthreads();
+
+    // Codes, dequantized values and their verification terms, a tile at a time.
+    const int e0 = p0 * group;
+    const int e1 = (p0 + inPass) * group;
+    for (int t0 = e0; t0 < e1; t0 += SQ_TERM_TILE) {
+      sq_term_sums_tile(&sums, t0, min(SQ_TERM_TILE, e1 - t0), [&](int j, float* xv, float* dv) {
+        const int gi = j / group - p0;
+        IntxGroup gq;
+        gq.s = passScale[gi];
+        gq.inv = passInv[gi];
+        gq.z = (float)passZero[gi];
+        gq.zd = sq_round_to_hw(gq.z, dtype);
+        float v = sq_load_hw(src, j, dtype);
+        *xv = v;
+        *dv = intx_element(v, gq, dtype, qmin, qmax, &q[base + j], &clipped);
+      });
+    }
+  }
+  sq_term_sums_finish(&sums, clipped, &stats[row]);
 }
 
 SQ_EMU_REGISTER(intx_groupwise)

@@ -336,3 +336,257 @@ SQ_DEVICE void sq_rt_combine(double sig, double err, int chain0, double* signal,
   *signal = sq_combine_lanes(s);
   *error = sq_combine_lanes(e);
 }
+
+// ---- precomputed-term row sums (int8/intx) ----
+// For kernels that give a whole block one row (int8_rowwise, intx_groupwise): every thread computes the
+// terms sq_lane_add would add for its elements ((double)x*x and e*e, e = (double)x - d; 0.0 and a count
+// for a non-finite pair: the sums start at +0.0 and only grow, so adding +0.0 leaves their bits as
+// skipping the pair does) into a shared-memory tile, and threads 0..7 of the block, the 8 stat lanes, only
+// add a tile's terms in element order while the block computes the next tile into the other buffer
+// (double buffering, one __syncthreads a tile). Tiles may start anywhere in the row: stat lane L takes
+// the tile's elements j with j % 8 == L, in order.
+
+// Elements of a term tile; the tiles' shared memory is SQ_TERM_TILE_BYTES at the start of the block's
+// dynamic shared memory: signal[2][SQ_TERM_TILE], error[2][SQ_TERM_TILE].
+#define SQ_TERM_TILE 512
+#define SQ_TERM_TILE_BYTES (4 * SQ_TERM_TILE * 8)
+
+// Dynamic shared memory: SQ_DYNAMIC_SHARED, defined in the int4/nf4 section above.
+
+// sq_round_to with the GPU's conversion instructions where they give PyTorch's bits (round to nearest
+// even, overflow to infinity, subnormals kept: cvt.rn.bf16.f32 / cvt.rn.f16.f32); NaN takes the software
+// path (PyTorch's canonical NaN, not the instruction's). The emulator runs sq_round_to itself.
+SQ_DEVICE float sq_round_to_hw(float f, int dtype) {
+#ifdef __CUDACC__
+  if (dtype == SQ_DTYPE_F32) {
+    return f;
+  }
+  if (f != f) {
+    return sq_round_to(f, dtype);
+  }
+  unsigned short h;
+  if (dtype == SQ_DTYPE_BF16) {
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return sq_bf16_to_float(h);
+  }
+  float r;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(h));
+  return r;
+#else
+  return sq_round_to(f, dtype);
+#endif
+}
+
+// A 16-bit element (bf16 or f16 bits) as float32, exact; f16 with the GPU's conversion for non-NaN
+// values (a NaN input is refused anyway, but keeps the software bits).
+SQ_DEVICE float sq_half_to_float(unsigned int h, int dtype) {
+  if (dtype == SQ_DTYPE_BF16) {
+    return sq_bf16_to_float((sq_bf16)h);
+  }
+#ifdef __CUDACC__
+  if ((h & 0x7FFFu) <= 0x7C00u) {
+    float r;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"((unsigned short)h));
+    return r;
+  }
+#endif
+  return sq_f16_to_float((sq_f16)h);
+}
+
+// Element i of a row of dtype SQ_DTYPE_*, as sq_load (f16 as sq_half_to_float).
+SQ_DEVICE float sq_load_hw(const void* base, long long i, int dtype) {
+  if (dtype == SQ_DTYPE_F32) {
+    return ((const float*)base)[i];
+  }
+  return sq_half_to_float(((const unsigned short*)base)[i], dtype);
+}
+
+SQ_DEVICE int sq_dtype_bytes(int dtype) { return dtype == SQ_DTYPE_F32 ? 4 : 2; }
+
+// Loads row `row` of x ([rows][cols] of dtype) once from global memory: 16-byte vector loads, four in
+// flight a thread, where the row starts 16-byte aligned (element loads otherwise and for the tail),
+// copying the raw bytes to `cache` (shared memory, 16-byte aligned, cols * size bytes rounded up to 16)
+// when it is not null, and calling each(v) with every element as float32 (in no fixed order; each once).
+// Every thread of the block calls it; a thread reads back only what it cached itself until a barrier.
+template <class Each>
+SQ_DEVICE void sq_row_load(const void* x, long long row, int cols, int dtype, unsigned char* cache, Each each) {
+  const int size = sq_dtype_bytes(dtype);
+  const unsigned char* src = (const unsigned char*)x + row * cols * size;
+  const int perVec = 16 / size;
+  const int vecs = ((unsigned long long)src & 15u) == 0 ? cols / perVec : 0;
+  const int t = threadIdx.x;
+  const int b = blockDim.x;
+  for (int v0 = t; v0 < vecs; v0 += 4 * b) {
+    uint4 r[4];
+#ifdef __CUDACC__
+#pragma unroll
+#endif
+    for (int k = 0; k < 4; k++) {
+      if (v0 + k * b < vecs) {
+        r[k] = ((const uint4*)src)[v0 + k * b];
+      }
+    }
+#ifdef __CUDACC__
+#pragma unroll
+#endif
+    for (int k = 0; k < 4; k++) {
+      if (v0 + k * b < vecs) {
+        if (cache != 0) {
+          ((uint4*)cache)[v0 + k * b] = r[k];
+        }
+        unsigned int w[4] = {r[k].x, r[k].y, r[k].z, r[k].w};
+        for (int e = 0; e < 4; e++) {
+          if (dtype == SQ_DTYPE_F32) {
+            each(sq_bits_float(w[e]));
+          } else {
+            each(sq_half_to_float(w[e] & 0xFFFFu, dtype));  // little endian: the lower element first
+            each(sq_half_to_float(w[e] >> 16, dtype));
+          }
+        }
+      }
+    }
+  }
+  for (int j = vecs * perVec + t; j < cols; j += b) {
+    if (cache != 0) {
+      if (size == 4) {
+        ((unsigned int*)cache)[j] = ((const unsigned int*)src)[j];
+      } else {
+        ((unsigned short*)cache)[j] = ((const unsigned short*)src)[j];
+      }
+    }
+    each(sq_load_hw(src, j, dtype));
+  }
+}
+
+// Block-wide reductions (every thread calls them, and gets the block's result); they end with a barrier,
+// so they may follow one another.
+SQ_DEVICE float sq_block_min(float v) {
+  __shared__ float part[32];
+  v = sq_warp_min(v);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = part[0];
+  for (int w = 1; w < (int)(blockDim.x >> 5); w++) r = sq_min(r, part[w]);
+  __syncthreads();
+  return r;
+}
+SQ_DEVICE float sq_block_max(float v) {
+  __shared__ float part[32];
+  v = sq_warp_max(v);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = part[0];
+  for (int w = 1; w < (int)(blockDim.x >> 5); w++) r = sq_max(r, part[w]);
+  __syncthreads();
+  return r;
+}
+SQ_DEVICE int sq_block_sum(int v) {
+  __shared__ int part[32];
+  v = sq_warp_sum(v);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  int r = 0;
+  for (int w = 0; w < (int)(blockDim.x >> 5); w++) r += part[w];
+  __syncthreads();
+  return r;
+}
+
+// The terms of one (x, dequantized) pair, as sq_lane_add would add them; |e| folded into *maxErr.
+SQ_DEVICE void sq_pair_terms(float x, float d, double* signal, double* error, float* maxErr, int* nonFinite) {
+  if (!sq_finite(x) || !sq_finite(d)) {
+    ++*nonFinite;
+    *signal = 0.0;
+    *error = 0.0;
+    return;
+  }
+  double e = __dsub_rn((double)x, (double)d);
+  *signal = __dmul_rn((double)x, (double)x);
+  *error = __dmul_rn(e, e);
+  *maxErr = fmaxf(*maxErr, (float)fabs(e));
+}
+
+// One block's verification sums of a row, fed tile by tile (SQ_TERM_TILE elements at most, in row order).
+struct SqTermSums {
+  double* tiles;  // the dynamic shared memory's first SQ_TERM_TILE_BYTES
+  SqLane lane;    // threads 0..7: stat lane threadIdx.x; maxErr and nonFinite: this thread's pairs
+  int pending;    // buffer of the tile the stat lanes add next, or -1
+  int pendingBase;
+  int pendingCount;
+  int next;       // buffer the next tile goes to
+};
+
+SQ_DEVICE void sq_term_sums_init(SqTermSums* s, unsigned char* dynamicShared) {
+  s->tiles = (double*)dynamicShared;
+  sq_lane_init(&s->lane);
+  s->pending = -1;
+  s->pendingBase = 0;
+  s->pendingCount = 0;
+  s->next = 0;
+}
+
+// Stat lanes add the pending tile (elements j of the row with j % 8 == lane, in order).
+SQ_DEVICE void sq_term_sums_drain(SqTermSums* s) {
+  if (s->pending >= 0 && threadIdx.x < 8) {
+    const double* sig = s->tiles + s->pending * SQ_TERM_TILE;
+    const double* err = s->tiles + (2 + s->pending) * SQ_TERM_TILE;
+    double a = s->lane.signal;
+    double b = s->lane.error;
+    const int first = ((int)threadIdx.x - s->pendingBase) & 7;
+#ifdef __CUDACC__
+#pragma unroll 8
+#endif
+    for (int i = first; i < s->pendingCount; i += 8) {
+      a = __dadd_rn(a, sig[i]);
+      b = __dadd_rn(b, err[i]);
+    }
+    s->lane.signal = a;
+    s->lane.error = b;
+  }
+  s->pending = -1;
+}
+
+// Elements [base, base + count) of the row (count <= SQ_TERM_TILE): every thread calls it; pair(j, &x,
+// &d) gives element j's input and dequantized value (and does the rest of the element's work, its code).
+// Threads take elements base + threadIdx.x + k * blockDim.x; the stat lanes add the previous tile
+// meanwhile; ends with a barrier.
+template <class Pair>
+SQ_DEVICE void sq_term_sums_tile(SqTermSums* s, int base, int count, Pair pair) {
+  double* sig = s->tiles + s->next * SQ_TERM_TILE;
+  double* err = s->tiles + (2 + s->next) * SQ_TERM_TILE;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    float x;
+    float d;
+    pair(base + i, &x, &d);
+    sq_pair_terms(x, d, &sig[i], &err[i], &s->lane.maxErr, &s->lane.nonFinite);
+  }
+  sq_term_sums_drain(s);
+  __syncthreads();
+  s->pending = s->next;
+  s->pendingBase = base;
+  s->pendingCount = count;
+  s->next ^= 1;
+}
+
+// Adds the last tile and writes the row's stats (thread 0), with clipped summed over the block; returns
+// the block's non-finite pair count. Every thread calls it.
+SQ_DEVICE int sq_term_sums_finish(SqTermSums* s, int clipped, SqRowStats* out) {
+  __shared__ double lanes[16];
+  sq_term_sums_drain(s);
+  if (threadIdx.x < 8) {
+    lanes[threadIdx.x] = s->lane.signal;
+    lanes[8 + threadIdx.x] = s->lane.error;
+  }
+  float maxErr = sq_block_max(s->lane.maxErr);  // |e| >= +0.0: Java's max is fmaxf's here
+  int nonFinite = sq_block_sum(s->lane.nonFinite);
+  clipped = sq_block_sum(clipped);
+  if (threadIdx.x == 0) {
+    out->signal = sq_combine_lanes(lanes);
+    out->error = sq_combine_lanes(lanes + 8);
+    out->maxErr = maxErr;
+    out->clipped = clipped;
+    out->nonFinite = nonFinite;
+    out->pad = 0;
+  }
+  return nonFinite;
+}

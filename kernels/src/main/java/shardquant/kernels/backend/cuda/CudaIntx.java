@@ -11,15 +11,12 @@ import shardquant.kernels.tensor.Tensor;
 import shardquant.kernels.verify.QuantStats;
 
 /**
- * 8da4w and intx-weight-only: {@code intx_groupwise} (src/main/cuda/intx_groupwise.cu), one warp per
+ * 8da4w and intx-weight-only: {@code intx_groupwise} (src/main/cuda/intx_groupwise.cu), one block per
  * row, the recipe's symmetric groups of {@code --group-size} with {@code --bits}-bit codes (the
  * reference's IntxRecipe.spec). The kernel also takes the other mappings of AffineQuantRef for the same
  * spec shape ({@link #affine}), which no recipe asks for yet.
  */
 final class CudaIntx implements CudaRecipe {
-  private static final int THREADS = 256;
-  private static final int ROWS_PER_BLOCK = THREADS / 32;
-
   /** Codes, scales, zero points ([R, K / g] each but codes [R, K]) of {@link #affine}. */
   record Parts(Tensor qdata, Tensor scale, Tensor zeroPoint) {}
 
@@ -70,9 +67,14 @@ final class CudaIntx implements CudaRecipe {
         case SYMMETRIC_NO_CLIPPING_ERR -> 1;
         case ASYMMETRIC -> 2;
       };
-      shard.uploadAndRun(1, (s, r0, r1) -> dev.launch(s, "intx_groupwise", CudaKernels.blocks(r1 - r0, ROWS_PER_BLOCK),
-          THREADS, 0, shard.input(), dtype, k, group, r0, r1, map, quantMin, quantMax, halfRange, range,
-          symmetricZero, eps, q, scale, zero, rowStats));
+      // Dynamic shared memory: the term tiles, a pass's qparams (P = max(1, 512 / group) groups, 12 bytes
+      // each), then the row when it fits (intx_groupwise.cu).
+      int passBytes = (CudaInt8.TERM_TILE_BYTES + 12 * Math.max(1, 512 / group) + 15) / 16 * 16;
+      int rowBytes = CudaInt8.rowCacheBytes(k, d.byteSize());
+      int cache = passBytes + rowBytes <= CudaInt8.SHARED_LIMIT ? 1 : 0;
+      shard.uploadAndRun(1, (s, r0, r1) -> dev.launch(s, "intx_groupwise", CudaKernels.blocks(r1 - r0, 1),
+          CudaInt8.threads(k), passBytes + cache * rowBytes, shard.input(), dtype, k, group, r0, r1, map, quantMin,
+          quantMax, halfRange, range, symmetricZero, eps, cache, q, scale, zero, rowStats));
       CudaRowStats sums = shard.downloadStats(rowStats);
       if (sums.anyNonFinite()) {
         return null;

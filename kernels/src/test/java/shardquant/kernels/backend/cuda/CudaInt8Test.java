@@ -61,6 +61,16 @@ class CudaInt8Test {
     CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(DType.BF16, 9, 100, r).rowSlice(2, 5), CONFIGS[1], "slice");
   }
 
+  /** Rows too long for the kernel's shared-memory copy (32,800 bytes, over its 31 KiB): the later passes read global memory again. */
+  @ParameterizedTest
+  @MethodSource("targets")
+  void rowsTooLongForSharedMemory(Target t) {
+    CudaBackend cuda = t.backend();
+    Random r = new Random(85);
+    CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(DType.F32, 2, 8200, r), CONFIGS[0], "f32 8200");
+    CudaDifferential.assertSameAsReference(cuda, SimdDifferential.random(DType.BF16, 1, 16400, r), CONFIGS[1], "bf16 16400");
+  }
+
   @org.junit.jupiter.api.Test
   void manySmallChunksGiveTheSameBytes() {
     Random r = new Random(84);

@@ -179,6 +179,23 @@ class CudaIntxTest {
     }
   }
 
+  /**
+   * Rows the kernel walks in several passes of groups whose sizes are not multiples of 8 (the stat lanes'
+   * period), so a tile of verification terms starts off lane 0; and groups longer than a term tile.
+   */
+  @ParameterizedTest
+  @MethodSource("targets")
+  void passesStartingOffTheStatLanes(Target t) {
+    CudaBackend cuda = t.backend();
+    Random r = new Random(96);
+    int[][] shapes = {{1200, 100}, {700, 7}, {1500, 300}, {2048, 1024}};
+    for (DType d : SimdDifferential.FLOATS) {
+      for (int[] s : shapes) {
+        assertSameAsAffineRef(cuda, SimdDifferential.random(d, 3, s[0], r), MappingType.SYMMETRIC, s[1], -8, 7);
+      }
+    }
+  }
+
   private static void assertSameAsAffineRef(CudaBackend cuda, Tensor rows, MappingType m, int group, int quantMin, int quantMax) {
     DType d = rows.dtype();
     AffineSpec spec = new AffineSpec(m, BlockSize.group(group), DType.I8, quantMin, quantMax, AffineSpec.defaultEps(d), d,
