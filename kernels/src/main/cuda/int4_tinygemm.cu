@@ -120,14 +120,14 @@ SQ_DEVICE void i4_quantize(const void* __restrict__ x, int cols, int realRows, i
     mx = sq_group_max(mx, groupLanes);
     // _choose_qparams_affine_tinygemm: scale = clamp((max - min) / 15, eps), zero = min + scale * 8,
     // each op rounded to bf16; clamp_min compares in float32 and stores eps as bf16.
-    float s = sq_rt_round_bf16(__fdiv_rn(sq_rt_round_bf16(__fsub_rn(mx, mn)), 15.0f));
+    float s = sq_round_to_hw(__fdiv_rn(sq_round_to_hw(__fsub_rn(mx, mn), SQ_DTYPE_BF16), 15.0f), SQ_DTYPE_BF16);
     if (s < eps) {
-      s = sq_rt_round_bf16(eps);
+      s = sq_round_to_hw(eps, SQ_DTYPE_BF16);
     }
-    const float scaleMid = sq_rt_round_bf16(__fmul_rn(s, 8.0f));
-    const float zero = sq_rt_round_bf16(__fadd_rn(mn, scaleMid));
+    const float scaleMid = sq_round_to_hw(__fmul_rn(s, 8.0f), SQ_DTYPE_BF16);
+    const float zero = sq_round_to_hw(__fadd_rn(mn, scaleMid), SQ_DTYPE_BF16);
     // _quantize_affine_tinygemm: min_val = zero - scale * mid; code = clamp(round((x - min_val) / scale), 0, 15)
-    const float minVal = sq_rt_round_bf16(__fsub_rn(zero, scaleMid));
+    const float minVal = sq_round_to_hw(__fsub_rn(zero, scaleMid), SQ_DTYPE_BF16);
     if (inBlock && active && c0 % group == 0) {
       scaleAndZero[(long long)(c0 / group) * n + row] =
           (unsigned int)sq_float_to_bf16(s) | ((unsigned int)sq_float_to_bf16(zero) << 16);
@@ -136,7 +136,7 @@ SQ_DEVICE void i4_quantize(const void* __restrict__ x, int cols, int realRows, i
     unsigned int packed1 = 0;
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-      const float code = rintf(sq_rt_round_bf16(__fdiv_rn(sq_rt_round_bf16(__fsub_rn(v[i], minVal)), s)));
+      const float code = rintf(sq_round_to_hw(__fdiv_rn(sq_round_to_hw(__fsub_rn(v[i], minVal), SQ_DTYPE_BF16), s), SQ_DTYPE_BF16));
       clipped += active && !(code >= 0.0f && code <= 15.0f);
       const float low = code < 0.0f ? 0.0f : code;
       const float high = 15.0f < low ? 15.0f : low;
@@ -148,8 +148,8 @@ SQ_DEVICE void i4_quantize(const void* __restrict__ x, int cols, int realRows, i
       }
       // _dequantize_affine_tinygemm: ((q - 8) * scale) + zero, in bf16, for the real columns' sums
       if (real && c0 + i < cols) {
-        float d = sq_rt_round_bf16(__fmul_rn((float)(qv - 8), s));
-        d = sq_rt_round_bf16(__fadd_rn(d, zero));
+        float d = sq_round_to_hw(__fmul_rn((float)(qv - 8), s), SQ_DTYPE_BF16);
+        d = sq_round_to_hw(__fadd_rn(d, zero), SQ_DTYPE_BF16);
         sq_rt_term(signal, error, 8 * t + i, v[i], d, &maxErr, &nonFinite);
       }
     }

@@ -243,19 +243,6 @@ SQ_DEVICE void sq_warp_finish_stats(const SqLane* mine, int clipped, SqRowStats*
   type* name = reinterpret_cast<type*>(sq_dyn_smem)
 #endif
 
-// The rounding of sq_round_bf16 in one instruction on the GPU (cvt.rn.bf16.f32 rounds to nearest even,
-// with subnormals and overflow to infinity as c10::BFloat16 does; a NaN, which PyTorch makes 0x7FC0, is
-// handled apart and keeps the software path's bits). The emulator runs the software path.
-SQ_DEVICE float sq_rt_round_bf16(float f) {
-#if defined(__CUDACC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned short h;
-  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
-  return f != f ? sq_bf16_to_float((sq_bf16)0x7FC0) : sq_bf16_to_float(h);
-#else
-  return sq_round_bf16(f);
-#endif
-}
-
 // 16 bits of a packed pair as float32 (bf16: the bits shifted; f16: sq_f16_to_float).
 SQ_DEVICE float sq_rt_half(unsigned int bits16, int dtype) {
   return dtype == SQ_DTYPE_BF16 ? sq_bits_float(bits16 << 16) : sq_f16_to_float((sq_f16)bits16);
