@@ -51,10 +51,12 @@ final class CudaInt4 implements CudaRecipe {
     try (CudaShard shard = gpu.shard(rows)) {
       long qBytes = Tensor.numel(qSpec.shape()) * qSpec.dtype().byteSize();
       long szBytes = Tensor.numel(szSpec.shape()) * szSpec.dtype().byteSize();
-      CudaDevice.Memory q = shard.alloc(qBytes);
-      CudaDevice.Memory sz = shard.alloc(szBytes);
-      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * realRows);
-      CudaDevice.Memory inputBad = shard.alloc(4L * realRows);
+      // int4-cpu's qdata is [N, K / 2], row by row; tile-packed's tiles span 8 rows with padding, and
+      // scale_and_zero is [K / group, N, 2]: those two are downloaded after the last chunk.
+      CudaShard.Output q = layout == Int4Layout.CPU ? shard.rowOutput(qBytes) : shard.output(qBytes);
+      CudaShard.Output sz = shard.output(szBytes);
+      CudaShard.Output rowStats = shard.rowOutput((long) CudaRowStats.BYTES * realRows);
+      CudaShard.Output inputBad = shard.rowOutput(4L * realRows);
       shard.uploadAndRun(layout.rowAlignment(), (s, r0, r1) -> {
         int end = Math.toIntExact(layout.storedRows(r1)); // tile-packed's last chunk takes the padding rows too
         // Exhaustive: a new layout does not compile until it has a kernel here.
@@ -67,17 +69,17 @@ final class CudaInt4 implements CudaRecipe {
         String kernel = layout == Int4Layout.TILE_PACKED ? "int4_tile_packed" : "int4_cpu";
         dev.launch(s, kernel, CudaKernels.blocks(end - r0, ROWS_PER_BLOCK), THREADS, 0, args);
       });
-      ByteBuffer bad = shard.download(inputBad, 0, 4L * realRows);
+      ByteBuffer bad = inputBad.bytes();
       for (int r = 0; r < realRows; r++) {
         if (bad.getInt(4 * r) != 0) {
           return null; // NaN or infinity: the CPU backend refuses it with the reference's message
         }
       }
       // Non-finite dequantized values of finite input (a group spanning ±bf16 max) are the reference's too.
-      shard.downloadStats(rowStats).addTo(stats, cols);
+      shard.stats(rowStats).addTo(stats, cols);
       Map<String, Tensor> parts = new LinkedHashMap<>();
-      parts.put(qSpec.name(), shard.downloadTensor(q, 0, qSpec.dtype(), qSpec.shape()));
-      parts.put(szSpec.name(), shard.downloadTensor(sz, 0, szSpec.dtype(), szSpec.shape()));
+      parts.put(qSpec.name(), q.tensor(qSpec.dtype(), qSpec.shape()));
+      parts.put(szSpec.name(), sz.tensor(szSpec.dtype(), szSpec.shape()));
       return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
     }
   }
