@@ -132,6 +132,9 @@ public final class JCudaDevice implements CudaDevice {
 
   /** Gives detached pinned buffers back to the pool once unreachable. */
   private static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
+  /** Bytes of detached pinned buffers (result parts) not yet given back, and the most before a GC is asked for. */
+  private static final java.util.concurrent.atomic.AtomicLong DETACHED = new java.util.concurrent.atomic.AtomicLong();
+  private static final long DETACHED_LIMIT = 4L << 30;
 
   /** Start and end events around each launch while {@link #timeKernels} is on (for bench). */
   private final java.util.List<CUevent[]> timed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
@@ -213,6 +216,11 @@ public final class JCudaDevice implements CudaDevice {
 
   @Override
   public Pinned allocPinned(long bytes) {
+    if (DETACHED.get() > DETACHED_LIMIT) {
+      // Results hold pinned memory until the GC finds them unreachable; as the JDK does for direct
+      // buffers past -XX:MaxDirectMemorySize, ask for a collection rather than pin ever more memory.
+      System.gc();
+    }
     current();
     long size = sizeClass(bytes);
     Pointer p = freePinned.get(size);
@@ -237,7 +245,13 @@ public final class JCudaDevice implements CudaDevice {
     public ByteBuffer detach() {
       // view is the root buffer (made by JNI): every duplicate or slice of it refers to it, so it stays
       // reachable while any view of the memory is; the action refers to the pointer only.
-      CLEANER.register(view, giveBack());
+      long bytes = view.capacity();
+      Runnable giveBack = giveBack();
+      DETACHED.addAndGet(bytes);
+      CLEANER.register(view, () -> {
+        DETACHED.addAndGet(-bytes);
+        giveBack.run();
+      });
       handOver();
       return view;
     }
