@@ -3,6 +3,10 @@ package shardquant.kernels.bench;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
 import shardquant.kernels.select.Backends;
 import shardquant.kernels.backend.cuda.CudaBackend;
@@ -15,8 +19,10 @@ import shardquant.kernels.quant.Recipe;
 /**
  * The CUDA figures of {@code bench --backend cuda}: kernel-only GB/s (CUDA events around every launch,
  * summed), end-to-end GB/s from host memory (the {@code quantize} calls the job makes: pinned staging,
- * uploads, kernels, downloads), and the latter over pinned host-to-device bandwidth measured in the same
- * run. {@link KernelBench#run} adds them on the CUDA backend; {@link #main} runs that without Spark, for a
+ * uploads, kernels, downloads) with the shards one after another and with as many at once as the GPU
+ * takes (the job's tasks per GPU), each over pinned host-to-device bandwidth measured in the same run;
+ * then each kernel's launch configurations with its registers and local memory from the loaded module.
+ * {@link KernelBench#run} adds them on the CUDA backend; {@link #main} runs that without Spark, for a
  * GPU machine that has only the kernels module's classpath (.device/, see src/main/cuda/README.md).
  */
 public final class CudaBench {
@@ -26,9 +32,23 @@ public final class CudaBench {
    * {@code bench <recipe> cuda kernels: X GB/s input} (only where CUDA events timed the kernels: NaN
    * seconds otherwise) and {@code bench <recipe> cuda from host: Y GB/s input, R of pinned H2D (B GB/s)}.
    */
-  public record Figures(String recipe, long bytes, double kernelSeconds, long endToEndNanos, double h2dBytesPerSecond) {
+  public record Figures(String recipe, long bytes, double kernelSeconds, long endToEndNanos, int tasks, long concurrentNanos,
+      double h2dBytesPerSecond, List<String> launches) {
     public double endToEndBytesPerSecond() {
       return bytes * 1e9 / Math.max(1, endToEndNanos);
+    }
+
+    /**
+     * {@link #lines}, then {@code bench <recipe> cuda from host, T tasks at once: Y GB/s input, R of pinned
+     * H2D} and the launch lines ({@link LaunchLog#lines}).
+     */
+    public List<String> report() {
+      List<String> out = new ArrayList<>(lines());
+      double concurrent = bytes * 1e9 / Math.max(1, concurrentNanos);
+      out.add(String.format(Locale.ROOT, "bench %s cuda from host, %d tasks at once: %s GB/s input, %s of pinned H2D", recipe,
+          tasks, KernelBench.digits3(concurrent / 1e9), KernelBench.digits3(concurrent / h2dBytesPerSecond)));
+      out.addAll(launches);
+      return out;
     }
 
     public List<String> lines() {
@@ -53,7 +73,8 @@ public final class CudaBench {
     JCudaDevice timer = cuda.device() instanceof JCudaDevice j ? j : null;
     long bestEndToEnd = Long.MAX_VALUE;
     double bestKernels = Double.MAX_VALUE;
-    quantizeAll(shards, c, cuda, elements); // warm-up: module load, JIT, allocation caches
+    LaunchLog log = new LaunchLog(cuda.device());
+    quantizeAll(shards, c, cuda.on(log), elements); // warm-up (module load, JIT, allocation caches), recording launches
     for (int i = 0; i < KernelBench.REPETITIONS; i++) {
       if (timer != null) {
         timer.takeKernelSeconds();
@@ -67,7 +88,43 @@ public final class CudaBench {
         bestKernels = Math.min(bestKernels, timer.takeKernelSeconds());
       }
     }
-    return new Figures(recipe, bytes, timer == null ? Double.NaN : bestKernels, bestEndToEnd, h2d);
+    int tasks = cuda.tasksPerGpu();
+    long bestConcurrent = Long.MAX_VALUE;
+    ExecutorService pool = Executors.newFixedThreadPool(tasks);
+    try {
+      for (int i = 0; i < KernelBench.REPETITIONS; i++) {
+        bestConcurrent = Math.min(bestConcurrent, concurrently(shards, c, cuda, elements, tasks, pool));
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+    return new Figures(recipe, bytes, timer == null ? Double.NaN : bestKernels, bestEndToEnd, tasks, bestConcurrent, h2d,
+        log.lines(recipe));
+  }
+
+  /** Nanoseconds for {@code tasks} threads taking the next shard until none is left, as the job's tasks do. */
+  private static long concurrently(List<Shard> shards, QuantConfig c, CudaBackend cuda, long elements, int tasks,
+      ExecutorService pool) {
+    AtomicInteger next = new AtomicInteger();
+    long t0 = System.nanoTime();
+    List<Future<Long>> parts = new ArrayList<>();
+    for (int t = 0; t < tasks; t++) {
+      parts.add(pool.submit(() -> KernelBench.quantize(shards, next, c, cuda)));
+    }
+    long done = 0;
+    for (Future<Long> f : parts) {
+      try {
+        done += f.get();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException(e);
+      } catch (ExecutionException e) {
+        throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+      }
+    }
+    long nanos = System.nanoTime() - t0;
+    KernelBench.checkAll(elements, done);
+    return nanos;
   }
 
   private static void quantizeAll(List<Shard> shards, QuantConfig c, CudaBackend cuda, long elements) {
@@ -94,7 +151,7 @@ public final class CudaBench {
   /**
    * Without Spark: {@code java -cp KERNELS_CP shardquant.kernels.bench.CudaBench [recipe ...]} measures
    * Llama-3-8B's layer (7 bf16 matrices, 436 MB) in 64 MiB row shards on CUDA device 0: per recipe the
-   * lines of {@code bench --backend cuda} (its memcpy line, then the CUDA figures).
+   * lines of {@code bench --backend cuda} (its memcpy line, then the CUDA figures and launch lines).
    */
   public static void main(String[] args) {
     CudaBackend cuda = (CudaBackend) Backends.forName("cuda");

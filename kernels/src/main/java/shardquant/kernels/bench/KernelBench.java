@@ -157,7 +157,7 @@ public final class KernelBench {
             print.accept(parallel(one, shards, config, backend, threads, pool).line());
           }
           if (backend instanceof CudaBackend cuda && name.equals(cuda.name())) {
-            CudaBench.measure(recipe.cliName(), shards, config, cuda).lines().forEach(print);
+            CudaBench.measure(recipe.cliName(), shards, config, cuda).report().forEach(print);
           }
         }
       }

@@ -34,6 +34,7 @@ public final class CudaBackend implements Backend {
   /** Runs what the GPU does not, and is the self-check's oracle. */
   private final Backend cpu;
   private final Semaphore slots;
+  private final int tasksPerGpu;
   private final Map<Recipe, CudaRecipe> recipes = new EnumMap<>(Recipe.class);
   private final Map<Recipe, String> disabled = new EnumMap<>(Recipe.class);
   private volatile String failure;
@@ -52,6 +53,7 @@ public final class CudaBackend implements Backend {
     this.gpu = new Gpu(device, chunkBytes);
     this.cpu = cpu;
     this.slots = new Semaphore(tasksPerGpu, true);
+    this.tasksPerGpu = tasksPerGpu;
     // One line per recipe with a CUDA kernel (the kernels' .cu files hold the numerics comments).
     recipes.put(Recipe.INT8_WEIGHT_ONLY, new CudaInt8());
     recipes.put(Recipe.INT8_DYNAMIC, new CudaInt8());
@@ -115,6 +117,28 @@ public final class CudaBackend implements Backend {
 
   public CudaDevice device() {
     return gpu.device();
+  }
+
+  /** Shards on the GPU at once, at most. */
+  public int tasksPerGpu() {
+    return tasksPerGpu;
+  }
+
+  /**
+   * This backend's recipes (as self-checked, not checked again) and GPU slots, on {@code wrapper}: a
+   * device that forwards to this one's GPU, such as the bench's recorder of launch configurations.
+   */
+  public CudaBackend on(CudaDevice wrapper) {
+    return new CudaBackend(this, wrapper);
+  }
+
+  private CudaBackend(CudaBackend of, CudaDevice wrapper) {
+    this.gpu = new Gpu(wrapper, of.gpu.chunkBytes());
+    this.cpu = of.cpu;
+    this.slots = of.slots;
+    this.tasksPerGpu = of.tasksPerGpu;
+    this.recipes.putAll(of.recipes);
+    this.disabled.putAll(of.disabled);
   }
 
   /** tinygemm int4 layout conversion and dequantization on this backend's device. */

@@ -8,6 +8,8 @@ import java.nio.ByteBuffer;
  * the tests' {@code EmulatedCudaDevice} runs the same kernels compiled for the host (src/test/cuda-emu),
  * so the host code (chunking, offsets, argument lists, stream order) and the kernels are tested in CI
  * without a GPU. Every operation on a stream runs in stream order; {@link #synchronize} waits for it.
+ * Events order work across streams and let the host wait for part of a stream (an upload, not the
+ * kernel queued after it).
  */
 public interface CudaDevice {
   /** The GPU in words ({@code NVIDIA H100 80GB HBM3, compute 9.0, device 0}). */
@@ -38,6 +40,33 @@ public interface CudaDevice {
   /** Waits until everything queued on {@code s} has run; a kernel fault surfaces here. */
   void synchronize(Stream s);
 
+  /** A new event (no timing), not yet recorded. */
+  Event event();
+
+  /**
+   * Records {@code e} on {@code s}: it completes once everything queued on {@code s} so far has run.
+   * Recording again moves it; a wait already queued keeps the point recorded when it was queued.
+   */
+  void record(Event e, Stream s);
+
+  /** Everything queued on {@code s} after this call runs after {@code e}'s last recorded point; the host does not wait. */
+  void waitEvent(Stream s, Event e);
+
+  /** Waits until {@code e}'s last recorded point has run (at once if never recorded). */
+  void synchronize(Event e);
+
+  /**
+   * What the loaded module says of {@code kernel} ({@code cuFuncGetAttribute}): registers and local memory
+   * per thread, static shared memory per block, the most threads a block may have; null where unknown
+   * (the emulator).
+   */
+  default FunctionAttributes attributes(String kernel) {
+    return null;
+  }
+
+  /** A kernel's resources as compiled for this GPU; see {@link #attributes}. */
+  record FunctionAttributes(int registers, int localBytes, int staticSharedBytes, int maxThreadsPerBlock) {}
+
   /** A device allocation; {@link #close} returns it (to a cache, for the GPU). */
   interface Memory extends AutoCloseable {
     long size();
@@ -60,6 +89,19 @@ public interface CudaDevice {
   interface Pinned extends AutoCloseable {
     ByteBuffer buffer();
 
+    /**
+     * {@link #buffer}, handed over to its holder: the memory goes back (to the cache, for the GPU) once that
+     * buffer and every view of it are unreachable, and {@link #close} does nothing from now on. For
+     * results the host keeps (a downloaded part), so they need no copy out of pinned memory.
+     */
+    ByteBuffer detach();
+
+    @Override
+    void close();
+  }
+
+  /** An event; {@link #close} frees it (work it marks may still be queued). */
+  interface Event extends AutoCloseable {
     @Override
     void close();
   }

@@ -54,10 +54,12 @@ final class CudaInt4 implements CudaRecipe {
     try (CudaShard shard = gpu.shard(rows)) {
       long qBytes = Tensor.numel(qSpec.shape()) * qSpec.dtype().byteSize();
       long szBytes = Tensor.numel(szSpec.shape()) * szSpec.dtype().byteSize();
-      CudaDevice.Memory q = shard.alloc(qBytes);
-      CudaDevice.Memory sz = shard.alloc(szBytes);
-      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * realRows);
-      CudaDevice.Memory inputBad = shard.alloc(4L * realRows);
+      // int4-cpu's qdata is [N, K / 2], row by row; tile-packed's tiles span 8 rows with padding, and
+      // scale_and_zero is [K / group, N, 2]: those two are downloaded after the last chunk.
+      CudaShard.Output q = layout == Int4Layout.CPU ? shard.rowOutput(qBytes) : shard.output(qBytes);
+      CudaShard.Output sz = shard.output(szBytes);
+      CudaShard.Output rowStats = shard.rowOutput((long) CudaRowStats.BYTES * realRows);
+      CudaShard.Output inputBad = shard.rowOutput(4L * realRows);
       // int4_tinygemm.cu: rowThreads threads (one, two or four warps: 256 columns each) per row,
       // THREADS / rowThreads rows per block.
       int rowThreads = k <= 256 ? 32 : k <= 512 ? 64 : 128;
@@ -76,17 +78,17 @@ final class CudaInt4 implements CudaRecipe {
             : ROW_BLOCK / rowsPerBlock * CudaKernels.blocks(end - r0, ROW_BLOCK);
         dev.launch(s, kernel, grid, THREADS, THREADS * SHARED_PER_THREAD, args);
       });
-      ByteBuffer bad = shard.download(inputBad, 0, 4L * realRows);
+      ByteBuffer bad = inputBad.bytes();
       for (int r = 0; r < realRows; r++) {
         if (bad.getInt(4 * r) != 0) {
           return null; // NaN or infinity: the CPU backend refuses it with the reference's message
         }
       }
       // Non-finite dequantized values of finite input (a group spanning ±bf16 max) are the reference's too.
-      shard.downloadStats(rowStats).addTo(stats, cols);
+      shard.stats(rowStats).addTo(stats, cols);
       Map<String, Tensor> parts = new LinkedHashMap<>();
-      parts.put(qSpec.name(), shard.downloadTensor(q, 0, qSpec.dtype(), qSpec.shape()));
-      parts.put(szSpec.name(), shard.downloadTensor(sz, 0, szSpec.dtype(), szSpec.shape()));
+      parts.put(qSpec.name(), q.tensor(qSpec.dtype(), qSpec.shape()));
+      parts.put(szSpec.name(), sz.tensor(szSpec.dtype(), szSpec.shape()));
       return new QuantizedTensor(c, rows.shape(), rows.dtype(), parts);
     }
   }

@@ -36,16 +36,16 @@ final class CudaInt8 implements CudaRecipe {
     CudaDevice dev = gpu.device();
     Map<String, PartSpec> declared = CudaRecipe.declared(c, rows);
     try (CudaShard shard = gpu.shard(rows)) {
-      CudaDevice.Memory q = CudaRecipe.alloc(shard, declared, "qdata");
-      CudaDevice.Memory scale = CudaRecipe.alloc(shard, declared, "scale");
-      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
+      CudaShard.Output q = CudaRecipe.rowOutput(shard, declared, "qdata");
+      CudaShard.Output scale = CudaRecipe.rowOutput(shard, declared, "scale");
+      CudaShard.Output rowStats = shard.rowOutput((long) CudaRowStats.BYTES * n);
       float eps = (float) AffineSpec.defaultEps(rows.dtype());
       int dtype = CudaKernels.dtype(rows.dtype());
       int cache = TERM_TILE_BYTES + rowCacheBytes(k, rows.dtype().byteSize()) <= SHARED_LIMIT ? 1 : 0;
       shard.uploadAndRun(1, (s, r0, r1) -> dev.launch(s, "int8_rowwise", CudaKernels.blocks(r1 - r0, 1), threads(k),
           TERM_TILE_BYTES + cache * rowCacheBytes(k, rows.dtype().byteSize()), shard.input(), dtype, k, r0, r1, eps, cache,
           q, scale, rowStats));
-      CudaRowStats sums = shard.downloadStats(rowStats);
+      CudaRowStats sums = shard.stats(rowStats);
       if (sums.anyNonFinite()) {
         return null;
       }

@@ -52,10 +52,10 @@ final class CudaIntx implements CudaRecipe {
     int groups = k / group;
     CudaDevice dev = gpu.device();
     try (CudaShard shard = gpu.shard(rows)) {
-      CudaDevice.Memory q = shard.alloc((long) n * k);
-      CudaDevice.Memory scale = shard.alloc((long) n * groups * d.byteSize());
-      CudaDevice.Memory zero = shard.alloc((long) n * groups);
-      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
+      CudaShard.Output q = shard.rowOutput((long) n * k);
+      CudaShard.Output scale = shard.rowOutput((long) n * groups * d.byteSize());
+      CudaShard.Output zero = shard.rowOutput((long) n * groups);
+      CudaShard.Output rowStats = shard.rowOutput((long) CudaRowStats.BYTES * n);
       // The Python scalars torchao writes, as AffineQuantRef.chooseQParams converts them.
       float halfRange = (float) (((double) quantMax - quantMin) / 2);
       float range = (float) ((double) quantMax - quantMin);
@@ -75,13 +75,12 @@ final class CudaIntx implements CudaRecipe {
       shard.uploadAndRun(1, (s, r0, r1) -> dev.launch(s, "intx_groupwise", CudaKernels.blocks(r1 - r0, 1),
           CudaInt8.threads(k), passBytes + cache * rowBytes, shard.input(), dtype, k, group, r0, r1, map, quantMin,
           quantMax, halfRange, range, symmetricZero, eps, cache, q, scale, zero, rowStats));
-      CudaRowStats sums = shard.downloadStats(rowStats);
+      CudaRowStats sums = shard.stats(rowStats);
       if (sums.anyNonFinite()) {
         return null;
       }
       sums.addTo(stats, k);
-      return new Parts(shard.downloadTensor(q, 0, DType.I8, n, k), shard.downloadTensor(scale, 0, d, n, groups),
-          shard.downloadTensor(zero, 0, DType.I8, n, groups));
+      return new Parts(q.tensor(DType.I8, n, k), scale.tensor(d, n, groups), zero.tensor(DType.I8, n, groups));
     }
   }
 }

@@ -59,7 +59,7 @@ final class CudaNf4 implements CudaRecipe {
     int blocks = Math.toIntExact(numel / BLOCK);
     CudaDevice dev = gpu.device();
     try (CudaShard shard = gpu.shard(rows)) {
-      CudaDevice.Memory absmax = shard.alloc(4L * blocks);
+      CudaShard.Output absmax = shard.rowOutput(4L * blocks);
       int dtype = CudaKernels.dtype(rows.dtype());
       int rowUnit = BLOCK / gcd(BLOCK, k); // chunks of whole blocks
       shard.uploadAndRun(rowUnit, (s, r0, r1) -> {
@@ -69,7 +69,7 @@ final class CudaNf4 implements CudaRecipe {
             shard.input(), dtype, b0, b1, absmax);
       });
       float[] out = new float[blocks];
-      shard.download(absmax, 0, 4L * blocks).asFloatBuffer().get(out);
+      absmax.bytes().asFloatBuffer().get(out);
       for (float m : out) {
         if (!(m <= Float.MAX_VALUE)) {
           return null;
@@ -95,13 +95,14 @@ final class CudaNf4 implements CudaRecipe {
     Map<String, PartSpec> declared = CudaRecipe.declared(c, rows);
     try (CudaShard shard = gpu.shard(rows)) {
       CudaDevice.Memory params = shard.alloc(4L * PARAMS);
-      upload(dev, PARAMS_BY_DTYPE.get(d), params);
-      CudaDevice.Memory data = CudaRecipe.alloc(shard, declared, "quantized_data");
-      CudaDevice.Memory qscalers = CudaRecipe.alloc(shard, declared, "quantized_scalers");
-      CudaDevice.Memory factors = CudaRecipe.alloc(shard, declared, "quantization_factor");
+      shard.upload(floats(PARAMS_BY_DTYPE.get(d)), params);
+      // Every output but scalerDq (device-only) is a row output: chunks hold whole groups.
+      CudaShard.Output data = CudaRecipe.rowOutput(shard, declared, "quantized_data");
+      CudaShard.Output qscalers = CudaRecipe.rowOutput(shard, declared, "quantized_scalers");
+      CudaShard.Output factors = CudaRecipe.rowOutput(shard, declared, "quantization_factor");
       CudaDevice.Memory scalerDq = shard.alloc(4L * blocks);
-      CudaDevice.Memory bad = shard.alloc(4L * groups);
-      CudaDevice.Memory rowStats = shard.alloc((long) CudaRowStats.BYTES * n);
+      CudaShard.Output bad = shard.rowOutput(4L * groups);
+      CudaShard.Output rowStats = shard.rowOutput((long) CudaRowStats.BYTES * n);
       int dtype = CudaKernels.dtype(d);
       int rowUnit = GROUP / gcd(GROUP, k); // chunks of whole groups (Nf4Recipe.rowAlignment)
       // nf4_stats: rowThreads threads per row (8 columns each per slice, 8 to 128), THREADS / rowThreads rows per block
@@ -116,13 +117,13 @@ final class CudaNf4 implements CudaRecipe {
         dev.launch(s, "nf4_stats", CudaKernels.blocks(r1 - r0, statsRows), THREADS, STATS_SHARED,
             shard.input(), dtype, k, r0, r1, rowThreads, params, data, scalerDq, rowStats);
       });
-      ByteBuffer badCounts = shard.download(bad, 0, 4L * groups);
+      ByteBuffer badCounts = bad.bytes();
       for (int g = 0; g < groups; g++) {
         if (badCounts.getInt(4 * g) != 0) {
           return null; // NaN or infinite weights: the CPU backend refuses them, naming the element
         }
       }
-      CudaRowStats sums = shard.downloadStats(rowStats);
+      CudaRowStats sums = shard.stats(rowStats);
       sums.addTo(stats, k);
       QuantizedTensor out = CudaRecipe.download(shard, c, rows, declared,
           Map.of("quantized_data", data, "quantized_scalers", qscalers, "quantization_factor", factors));
@@ -131,15 +132,11 @@ final class CudaNf4 implements CudaRecipe {
     }
   }
 
-  /** Copies {@code values} into {@code dst} and waits for it (32 floats once per shard). */
-  private static void upload(CudaDevice dev, float[] values, CudaDevice.Memory dst) {
-    try (CudaDevice.Pinned pinned = dev.allocPinned(4L * values.length); CudaDevice.Stream s = dev.stream()) {
-      ByteBuffer b = pinned.buffer().duplicate().order(ByteOrder.LITTLE_ENDIAN);
-      b.clear();
-      b.asFloatBuffer().put(values);
-      dev.copyToDevice(pinned, 0, dst.at(0), 4L * values.length, s);
-      dev.synchronize(s);
-    }
+  /** {@code values} as little-endian bytes. */
+  private static ByteBuffer floats(float[] values) {
+    ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
+    b.asFloatBuffer().put(values);
+    return b;
   }
 
   private static int gcd(int a, int b) {

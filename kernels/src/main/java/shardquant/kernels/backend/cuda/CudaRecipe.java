@@ -35,21 +35,21 @@ interface CudaRecipe {
     return parts;
   }
 
-  /** Device memory on {@code shard} for the declared part {@code name}. */
-  static CudaDevice.Memory alloc(CudaShard shard, Map<String, PartSpec> declared, String name) {
-    return shard.alloc(declared.get(name).byteSize());
+  /** A row output ({@link CudaShard#rowOutput}) on {@code shard} for the declared part {@code name}. */
+  static CudaShard.Output rowOutput(CudaShard shard, Map<String, PartSpec> declared, String name) {
+    return shard.rowOutput(declared.get(name).byteSize());
   }
 
   /**
-   * The shard's parts in their declared order: those the kernels wrote ({@code onDevice}) downloaded,
+   * The shard's parts in their declared order: those the kernels wrote ({@code onDevice}) as downloaded,
    * the rest zeroed on the host (a symmetric zero point, or parts the caller fills).
    */
   static QuantizedTensor download(CudaShard shard, QuantConfig c, Tensor rows, Map<String, PartSpec> declared,
-      Map<String, CudaDevice.Memory> onDevice) {
+      Map<String, CudaShard.Output> onDevice) {
     Map<String, Tensor> parts = new LinkedHashMap<>();
     for (PartSpec p : declared.values()) {
-      CudaDevice.Memory m = onDevice.get(p.name());
-      parts.put(p.name(), m != null ? shard.downloadTensor(m, 0, p.dtype(), p.shape()) : p.allocate());
+      CudaShard.Output m = onDevice.get(p.name());
+      parts.put(p.name(), m != null ? m.tensor(p.dtype(), p.shape()) : p.allocate());
     }
     return QuantizedTensor.of(c, rows.shape(), rows.dtype(), parts);
   }

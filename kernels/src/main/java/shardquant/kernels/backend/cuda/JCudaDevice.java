@@ -16,6 +16,7 @@ import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
 import jcuda.driver.CUstream_flags;
@@ -92,11 +93,12 @@ public final class JCudaDevice implements CudaDevice {
     }
   }
 
-  /** A block from a {@link Pool}, given back to it on close. */
+  /** A block from a {@link Pool}, given back to it on the first close. */
   private abstract static class Pooled<T> implements AutoCloseable {
     final T ptr;
     private final long sizeClass;
     private final Pool<T> pool;
+    private final java.util.concurrent.atomic.AtomicBoolean given = new java.util.concurrent.atomic.AtomicBoolean();
 
     Pooled(Pool<T> pool, T ptr, long sizeClass) {
       this.pool = pool;
@@ -104,11 +106,35 @@ public final class JCudaDevice implements CudaDevice {
       this.sizeClass = sizeClass;
     }
 
+    /** What gives the block back, referring to none of its Java views (a {@link java.lang.ref.Cleaner} action). */
+    final Runnable giveBack() {
+      Pool<T> p = pool;
+      T t = ptr;
+      long c = sizeClass;
+      java.util.concurrent.atomic.AtomicBoolean g = given;
+      return () -> {
+        if (g.compareAndSet(false, true)) {
+          p.give(c, t);
+        }
+      };
+    }
+
+    /** From now on {@link #close} does nothing: whoever took the block over gives it back. */
+    final void handOver() {
+      given.set(true);
+    }
+
     @Override
     public void close() {
-      pool.give(sizeClass, ptr);
+      giveBack().run();
     }
   }
+
+  /** Gives detached pinned buffers back to the pool once unreachable. */
+  private static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
+  /** Bytes of detached pinned buffers (result parts) not yet given back, and the most before a GC is asked for. */
+  private static final java.util.concurrent.atomic.AtomicLong DETACHED = new java.util.concurrent.atomic.AtomicLong();
+  private static final long DETACHED_LIMIT = 4L << 30;
 
   /** Start and end events around each launch while {@link #timeKernels} is on (for bench). */
   private final java.util.List<CUevent[]> timed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
@@ -190,6 +216,11 @@ public final class JCudaDevice implements CudaDevice {
 
   @Override
   public Pinned allocPinned(long bytes) {
+    if (DETACHED.get() > DETACHED_LIMIT) {
+      // Results hold pinned memory until the GC finds them unreachable; as the JDK does for direct
+      // buffers past -XX:MaxDirectMemorySize, ask for a collection rather than pin ever more memory.
+      System.gc();
+    }
     current();
     long size = sizeClass(bytes);
     Pointer p = freePinned.get(size);
@@ -207,6 +238,21 @@ public final class JCudaDevice implements CudaDevice {
 
     @Override
     public ByteBuffer buffer() {
+      return view;
+    }
+
+    @Override
+    public ByteBuffer detach() {
+      // view is the root buffer (made by JNI): every duplicate or slice of it refers to it, so it stays
+      // reachable while any view of the memory is; the action refers to the pointer only.
+      long bytes = view.capacity();
+      Runnable giveBack = giveBack();
+      DETACHED.addAndGet(bytes);
+      CLEANER.register(view, () -> {
+        DETACHED.addAndGet(-bytes);
+        giveBack.run();
+      });
+      handOver();
       return view;
     }
   }
@@ -299,6 +345,69 @@ public final class JCudaDevice implements CudaDevice {
   public void synchronize(Stream s) {
     current();
     JCudaDriver.cuStreamSynchronize(((JStream) s).stream);
+  }
+
+  @Override
+  public Event event() {
+    current();
+    CUevent e = new CUevent();
+    JCudaDriver.cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING);
+    return new JEvent(e);
+  }
+
+  @Override
+  public void record(Event e, Stream s) {
+    current();
+    JCudaDriver.cuEventRecord(((JEvent) e).event, ((JStream) s).stream);
+  }
+
+  @Override
+  public void waitEvent(Stream s, Event e) {
+    current();
+    JCudaDriver.cuStreamWaitEvent(((JStream) s).stream, ((JEvent) e).event, 0);
+  }
+
+  @Override
+  public void synchronize(Event e) {
+    current();
+    JCudaDriver.cuEventSynchronize(((JEvent) e).event);
+  }
+
+  private final class JEvent implements Event {
+    final CUevent event;
+    private boolean closed;
+
+    JEvent(CUevent event) {
+      this.event = event;
+    }
+
+    @Override
+    public void close() {
+      if (!closed) {
+        closed = true;
+        current();
+        JCudaDriver.cuEventDestroy(event); // resources go once queued work that records it has run
+      }
+    }
+  }
+
+  @Override
+  public FunctionAttributes attributes(String kernel) {
+    current();
+    CUfunction f = functions.get(kernel);
+    if (f == null) {
+      return null;
+    }
+    return new FunctionAttributes(attribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS),
+        attribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES),
+        attribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES),
+        attribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK));
+  }
+
+  private static int attribute(CUfunction f, int attribute) {
+    int[] v = {0};
+    JCudaDriver.cuFuncGetAttribute(v, attribute, f);
+    return v[0];
   }
 
   private static CUdeviceptr device(Ptr p) {

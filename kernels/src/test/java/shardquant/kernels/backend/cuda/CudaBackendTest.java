@@ -85,6 +85,23 @@ class CudaBackendTest {
   }
 
   @Test
+  void benchPrintsTheConcurrentFigureAndEveryKernelsLaunchConfiguration() {
+    CudaBackend b = CudaDifferential.emulated();
+    List<KernelBench.Shard> shards = new ArrayList<>();
+    for (int i = 0; i < 3; i++) {
+      shards.add(new KernelBench.Shard(SimdDifferential.random(DType.BF16, 8, 256, new Random(10 + i)),
+          shardquant.kernels.quant.GlobalStats.NONE));
+    }
+    List<String> lines = CudaBench.measure("int8-weight-only", shards, QuantConfig.of(Recipe.INT8_WEIGHT_ONLY), b).report();
+    assertEquals(3, lines.size(), lines.toString());
+    assertTrue(lines.get(0).startsWith("bench int8-weight-only cuda from host: "), lines.toString());
+    assertTrue(lines.get(1).matches("bench int8-weight-only cuda from host, 2 tasks at once: [0-9.]+ GB/s input, [0-9.]+ of pinned H2D"),
+        lines.get(1));
+    assertTrue(lines.get(2).matches("bench int8-weight-only cuda launch int8_rowwise: grid [0-9]+, block [0-9]+, [0-9]+ B dynamic shared "
+        + "\\([0-9]+ launches\\); registers and local memory not known on CUDA emulator .*"), lines.get(2));
+  }
+
+  @Test
   void aDeviceFailureMidShardFallsBackToTheCpuOnceAndForAll() {
     FailingDevice dev = new FailingDevice(CudaDifferential.emulatedDevice(), 2);
     CudaBackend b = new CudaBackend(dev, Backends.cpu(), 2);
@@ -181,6 +198,16 @@ class CudaBackendTest {
       super.launch(inner(s), kernel, gridX, blockX, shared, args);
     }
 
+    @Override
+    public void record(Event e, Stream s) {
+      super.record(e, inner(s));
+    }
+
+    @Override
+    public void waitEvent(Stream s, Event e) {
+      super.waitEvent(inner(s), e);
+    }
+
     private final Map<Stream, Stream> wrapped = new java.util.concurrent.ConcurrentHashMap<>();
 
     private Stream inner(Stream s) {
@@ -234,6 +261,26 @@ class CudaBackendTest {
     @Override
     public void synchronize(Stream s) {
       d.synchronize(s);
+    }
+
+    @Override
+    public Event event() {
+      return d.event();
+    }
+
+    @Override
+    public void record(Event e, Stream s) {
+      d.record(e, s);
+    }
+
+    @Override
+    public void waitEvent(Stream s, Event e) {
+      d.waitEvent(s, e);
+    }
+
+    @Override
+    public void synchronize(Event e) {
+      d.synchronize(e);
     }
   }
 }

@@ -10,17 +10,28 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 
 /**
  * A {@link CudaDevice} whose kernels run in the host emulator ({@link CudaEmulator}, one child process):
- * device memory is Java heap, "pinned" memory is a direct buffer, and each stream is a queue that runs
- * only when synchronized, so host code that reads a result or reuses a staging buffer before
- * synchronizing gets wrong bytes here, as it could on a GPU. A launch ships the buffers its pointers
- * name to the emulator and takes them back.
+ * device memory is Java heap, "pinned" memory is a direct buffer (poisoned when closed), and each stream
+ * is a queue that runs only when the host waits for it (the stream, or an event recorded on it) or
+ * another stream waits for an event recorded on it, so host code that reads a result or reuses a
+ * staging buffer before waiting gets wrong bytes here, as it could on a GPU. A launch ships the buffers
+ * its pointers name to the emulator and takes them back.
+ *
+ * <p>{@link #startTimeline} records every copy and kernel from then on with what it is ordered after
+ * ({@link Op}): the previous operation of its stream, the points of the events its stream waited for,
+ * and what the host had waited for when it queued the operation. The emulator runs one operation at a
+ * time, but two operations neither of which is a transitive predecessor of the other may run at once
+ * on a GPU ({@link #ordered}).
  */
 public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   private static final int MAGIC = 0x4B4C5153;
@@ -56,27 +67,43 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   public Pinned allocPinned(long bytes) {
     ByteBuffer b = ByteBuffer.allocateDirect(Math.toIntExact(bytes)).order(ByteOrder.LITTLE_ENDIAN);
     return new Pinned() {
+      private boolean handedOver;
+
       @Override
       public ByteBuffer buffer() {
         return b;
       }
 
       @Override
-      public void close() {}
+      public ByteBuffer detach() {
+        handedOver = true;
+        return b;
+      }
+
+      @Override
+      public void close() {
+        if (!handedOver) { // a GPU's cache hands the memory to the next user: reading it after close is a bug
+          for (int i = 0; i < b.capacity(); i++) {
+            b.put(i, (byte) 0xA5);
+          }
+        }
+      }
     };
   }
 
   @Override
-  public Stream stream() {
-    return new Queue();
+  public synchronized Stream stream() {
+    return new Queue(streams++);
   }
+
+  private int streams;
 
   @Override
   public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
     HeapMemory m = (HeapMemory) dst.memory();
     check(dst.offset(), bytes, m.data.length, "copy to device");
     check(srcOffset, bytes, src.buffer().capacity(), "copy from pinned memory");
-    ((Queue) s).ops.add(() -> src.buffer().duplicate().position(Math.toIntExact(srcOffset))
+    enqueue((Queue) s, Op.Kind.UPLOAD, bytes + " bytes", () -> src.buffer().duplicate().position(Math.toIntExact(srcOffset))
         .get(m.data, Math.toIntExact(dst.offset()), Math.toIntExact(bytes)));
   }
 
@@ -85,8 +112,101 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
     HeapMemory m = (HeapMemory) src.memory();
     check(src.offset(), bytes, m.data.length, "copy from device");
     check(dstOffset, bytes, dst.buffer().capacity(), "copy to pinned memory");
-    ((Queue) s).ops.add(() -> dst.buffer().duplicate().position(Math.toIntExact(dstOffset))
+    enqueue((Queue) s, Op.Kind.DOWNLOAD, bytes + " bytes", () -> dst.buffer().duplicate().position(Math.toIntExact(dstOffset))
         .put(m.data, Math.toIntExact(src.offset()), Math.toIntExact(bytes)));
+  }
+
+  /**
+   * A copy or kernel of the timeline: {@code after} holds the ids of the operations it directly follows
+   * (some may precede the timeline's start).
+   */
+  public record Op(int id, Kind kind, String label, int stream, Set<Integer> after) {
+    public enum Kind { UPLOAD, KERNEL, DOWNLOAD }
+  }
+
+  private List<Op> timeline;
+  /** Op ids are never reused, so what a thread or stream waited for before a restart is no later op. */
+  private int nextOp;
+  /** Per host thread: the operations it has waited for (their predecessors are implied). */
+  private final ThreadLocal<Set<Integer>> hostWaited = ThreadLocal.withInitial(HashSet::new);
+
+  /** Records every copy and kernel queued from now on (forgetting earlier ones). */
+  public synchronized void startTimeline() {
+    timeline = new ArrayList<>();
+  }
+
+  /** The operations recorded since {@link #startTimeline}, in the order the host queued them. */
+  public synchronized List<Op> timeline() {
+    return List.copyOf(timeline);
+  }
+
+  /** Whether {@code later} is a transitive successor of {@code earlier} in {@code ops} (else they may overlap). */
+  public static boolean ordered(List<Op> ops, Op earlier, Op later) {
+    Map<Integer, Op> byId = new HashMap<>();
+    ops.forEach(o -> byId.put(o.id(), o));
+    ArrayDeque<Integer> todo = new ArrayDeque<>(later.after());
+    Set<Integer> seen = new HashSet<>();
+    while (!todo.isEmpty()) {
+      int id = todo.poll();
+      if (id == earlier.id()) {
+        return true;
+      }
+      if (seen.add(id) && byId.containsKey(id)) { // ops before the timeline started precede all of it
+        todo.addAll(byId.get(id).after());
+      }
+    }
+    return false;
+  }
+
+  private synchronized void enqueue(Queue q, Op.Kind kind, String label, Runnable run) {
+    q.add(run);
+    if (timeline != null) {
+      Set<Integer> after = new TreeSet<>(q.frontier);
+      after.addAll(hostWaited.get());
+      Op op = new Op(nextOp++, kind, label, q.id, Set.copyOf(after));
+      timeline.add(op);
+      q.frontier.clear();
+      q.frontier.add(op.id());
+    }
+  }
+
+  @Override
+  public Event event() {
+    return new Mark();
+  }
+
+  @Override
+  public synchronized void record(Event e, Stream s) {
+    Mark m = (Mark) e;
+    Queue q = (Queue) s;
+    m.queue = q;
+    m.seq = q.enqueued;
+    m.point = new HashSet<>(q.frontier);
+    m.point.addAll(hostWaited.get());
+  }
+
+  @Override
+  public synchronized void waitEvent(Stream s, Event e) {
+    Mark m = (Mark) e;
+    Queue q = (Queue) s;
+    if (m.queue == null) {
+      return;
+    }
+    Queue on = m.queue;
+    long seq = m.seq;
+    q.add(() -> on.runUntil(seq));
+    q.frontier.addAll(m.point);
+  }
+
+  @Override
+  public void synchronize(Event e) {
+    Mark m = (Mark) e;
+    if (m.queue != null) {
+      m.queue.runUntil(m.seq);
+      synchronized (this) {
+        hostWaited.get().addAll(m.point);
+      }
+    }
   }
 
   private static void check(long offset, long bytes, long size, String what) {
@@ -98,14 +218,15 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   @Override
   public void launch(Stream s, String kernel, int gridX, int blockX, int dynamicSharedBytes, Object... args) {
     Object[] copy = args.clone();
-    ((Queue) s).ops.add(() -> run(kernel, gridX, blockX, dynamicSharedBytes, copy));
+    enqueue((Queue) s, Op.Kind.KERNEL, kernel, () -> run(kernel, gridX, blockX, dynamicSharedBytes, copy));
   }
 
   @Override
   public void synchronize(Stream s) {
-    ArrayDeque<Runnable> ops = ((Queue) s).ops;
-    while (!ops.isEmpty()) {
-      ops.poll().run();
+    Queue q = (Queue) s;
+    q.runUntil(Long.MAX_VALUE);
+    synchronized (this) {
+      hostWaited.get().addAll(q.frontier);
     }
   }
 
@@ -257,8 +378,42 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
     }
   }
 
+  /** A stream: its operations run, in order, only when something waits for them. */
   private static final class Queue implements Stream {
-    final ArrayDeque<Runnable> ops = new ArrayDeque<>();
+    final int id;
+    private final ArrayDeque<Runnable> ops = new ArrayDeque<>();
+    long enqueued;
+    private long executed;
+    /** The timeline's operations the next one on this stream follows. */
+    final Set<Integer> frontier = new HashSet<>();
+
+    Queue(int id) {
+      this.id = id;
+    }
+
+    void add(Runnable op) {
+      ops.add(op);
+      enqueued++;
+    }
+
+    /** Runs this stream's operations up to the {@code seq}-th queued (all, when fewer). */
+    void runUntil(long seq) {
+      while (executed < seq && !ops.isEmpty()) {
+        Runnable op = ops.poll();
+        executed++;
+        op.run();
+      }
+    }
+
+    @Override
+    public void close() {}
+  }
+
+  /** An event: the stream and the count of its operations queued when it was last recorded. */
+  private static final class Mark implements Event {
+    Queue queue;
+    long seq;
+    Set<Integer> point = Set.of();
 
     @Override
     public void close() {}

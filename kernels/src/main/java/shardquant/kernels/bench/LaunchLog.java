@@ -1,0 +1,114 @@
+package shardquant.kernels.bench;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
+import shardquant.kernels.backend.cuda.CudaDevice;
+
+/**
+ * A {@link CudaDevice} that forwards every call and remembers each kernel's distinct launch
+ * configurations (grid, block, dynamic shared memory) with their launch counts, for {@link CudaBench}'s
+ * lines: what a GPU run must show first is how much of the GPU each launch can fill.
+ */
+final class LaunchLog implements CudaDevice {
+  /** One launch shape of a kernel. */
+  record Config(int grid, int block, int dynamicShared) {}
+
+  private final CudaDevice d;
+  private final Map<String, Map<Config, Integer>> launches = new TreeMap<>();
+
+  LaunchLog(CudaDevice d) {
+    this.d = d;
+  }
+
+  /**
+   * Per kernel launched, per distinct configuration (most launches first, at most 4):
+   * {@code bench <what> cuda launch <kernel>: grid G, block B, D B dynamic shared (N launches); R registers,
+   * L B local per thread, S B static shared per block, at most M threads a block} (the last part from the
+   * module, or "not known" where the device cannot say).
+   */
+  synchronized List<String> lines(String what) {
+    List<String> out = new ArrayList<>();
+    launches.forEach((kernel, configs) -> {
+      CudaDevice.FunctionAttributes a = d.attributes(kernel);
+      String module = a == null ? "registers and local memory not known on " + d.description()
+          : String.format(Locale.ROOT, "%d registers, %d B local per thread, %d B static shared per block, at most %d threads a block",
+              a.registers(), a.localBytes(), a.staticSharedBytes(), a.maxThreadsPerBlock());
+      configs.entrySet().stream().sorted(Map.Entry.<Config, Integer>comparingByValue().reversed()).limit(4).forEach(e ->
+          out.add(String.format(Locale.ROOT, "bench %s cuda launch %s: grid %d, block %d, %d B dynamic shared (%d launches); %s",
+              what, kernel, e.getKey().grid(), e.getKey().block(), e.getKey().dynamicShared(), e.getValue(), module)));
+    });
+    return out;
+  }
+
+  @Override
+  public void launch(Stream s, String kernel, int gridX, int blockX, int dynamicSharedBytes, Object... args) {
+    synchronized (this) {
+      launches.computeIfAbsent(kernel, k -> new LinkedHashMap<>()).merge(new Config(gridX, blockX, dynamicSharedBytes), 1, Integer::sum);
+    }
+    d.launch(s, kernel, gridX, blockX, dynamicSharedBytes, args);
+  }
+
+  @Override
+  public String description() {
+    return d.description();
+  }
+
+  @Override
+  public Memory alloc(long bytes) {
+    return d.alloc(bytes);
+  }
+
+  @Override
+  public Pinned allocPinned(long bytes) {
+    return d.allocPinned(bytes);
+  }
+
+  @Override
+  public Stream stream() {
+    return d.stream();
+  }
+
+  @Override
+  public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
+    d.copyToDevice(src, srcOffset, dst, bytes, s);
+  }
+
+  @Override
+  public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
+    d.copyToHost(src, dst, dstOffset, bytes, s);
+  }
+
+  @Override
+  public void synchronize(Stream s) {
+    d.synchronize(s);
+  }
+
+  @Override
+  public Event event() {
+    return d.event();
+  }
+
+  @Override
+  public void record(Event e, Stream s) {
+    d.record(e, s);
+  }
+
+  @Override
+  public void waitEvent(Stream s, Event e) {
+    d.waitEvent(s, e);
+  }
+
+  @Override
+  public void synchronize(Event e) {
+    d.synchronize(e);
+  }
+
+  @Override
+  public FunctionAttributes attributes(String kernel) {
+    return d.attributes(kernel);
+  }
+}
