@@ -35,7 +35,7 @@ public final class JobBench {
 
   /** {@code bench job local: X GB/s, Y of cp}: Y is cp's time over the job's, 1 as fast as cp. */
   public record Figures(long bytes, long jobNanos, long cpNanos, String master, QuantConfig config, boolean verified,
-      QuantizeJob.Phases phases) {
+      QuantizeJob.Phases phases, long cpuNanos) {
     public double gigabytesPerSecond() {
       return bytes / (double) Math.max(1, jobNanos);
     }
@@ -60,10 +60,11 @@ public final class JobBench {
       return String.format(Locale.ROOT, "note: of the job's %.2f s: setup %.2f s (backend self-check, headers, plan, output directory), "
               + "Spark's start %.2f s, stages %.2f s (of "
               + "which the first wave of quantize tasks ran %.2f s of task time above the median task: JIT warm-up), "
-              + "commit %.2f s; without the fixed costs (setup, start, commit) the job ran at %s of cp",
+              + "commit %.2f s; without the fixed costs (setup, start, commit) the job ran at %s of cp; the job took %.2f s of "
+              + "CPU time (all its threads, user and system: on a loaded machine a steadier figure than its wall time)",
           jobNanos / 1e9, phases.planNanos() / 1e9, phases.sparkStartNanos() / 1e9, phases.stagesNanos() / 1e9,
           phases.warmUpNanos() / 1e9, phases.commitNanos() / 1e9,
-          KernelBench.digits3(cpNanos / (double) Math.max(1, phases.stagesNanos())));
+          KernelBench.digits3(cpNanos / (double) Math.max(1, phases.stagesNanos())), cpuNanos / 1e9);
     }
   }
 
@@ -83,13 +84,21 @@ public final class JobBench {
       JobSpec spec = new JobSpec(QuantConfig.of(RECIPE), null, null, JobSpec.DEFAULT_SHARD_BYTES,
           JobSpec.DEFAULT_OUTPUT_FILE_BYTES);
       JobOptions o = new JobOptions(in.toString(), root.resolve("output").toString(), spec, null, "auto", null, Map.of());
+      long cpu0 = processCpuNanos();
       long t1 = System.nanoTime();
       QuantizeJob.Result r = QuantizeJob.run(o, console);
       long jobNanos = System.nanoTime() - t1;
-      return new Figures(bytes, jobNanos, cpNanos, r.master(), spec.config(), r.verified(), r.phases());
+      long cpu = processCpuNanos() - cpu0;
+      return new Figures(bytes, jobNanos, cpNanos, r.master(), spec.config(), r.verified(), r.phases(), cpu);
     } finally {
       deleteTree(root);
     }
+  }
+
+  /** This JVM's CPU time so far (every thread, user and system), or 0 where the JVM does not say. */
+  private static long processCpuNanos() {
+    return java.lang.management.ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os
+        ? Math.max(0, os.getProcessCpuTime()) : 0;
   }
 
   private static void cp(Path from, Path to) throws IOException {
