@@ -60,11 +60,16 @@ public final class JobBench {
       return String.format(Locale.ROOT, "note: of the job's %.2f s: setup %.2f s (backend self-check, headers, plan, output directory), "
               + "Spark's start %.2f s, stages %.2f s (of "
               + "which the first wave of quantize tasks ran %.2f s of task time above the median task: JIT warm-up), "
-              + "commit %.2f s; without the fixed costs (setup, start, commit) the job ran at %s of cp; the job took %.2f s of "
-              + "CPU time (all its threads, user and system: on a loaded machine a steadier figure than its wall time)",
+              + "commit %.2f s; without the fixed costs (setup, start, commit) the job ran at %s of cp",
           jobNanos / 1e9, phases.planNanos() / 1e9, phases.sparkStartNanos() / 1e9, phases.stagesNanos() / 1e9,
           phases.warmUpNanos() / 1e9, phases.commitNanos() / 1e9,
-          KernelBench.digits3(cpNanos / (double) Math.max(1, phases.stagesNanos())), cpuNanos / 1e9);
+          KernelBench.digits3(cpNanos / (double) Math.max(1, phases.stagesNanos())));
+    }
+
+    /** The job's CPU time: on a loaded machine a steadier figure than its wall time. */
+    public String cpuNote() {
+      return String.format(Locale.ROOT, "note: the job took %.2f s of CPU time (all its threads, user and system; %.2f cores "
+          + "busy on average)", cpuNanos / 1e9, cpuNanos / (double) Math.max(1, jobNanos));
     }
   }
 

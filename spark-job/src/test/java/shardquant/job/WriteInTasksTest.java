@@ -52,7 +52,8 @@ class WriteInTasksTest {
       assertEquals(0, a.status(), a::toString);
       Run b = JobTestSupport.quantize(input, shuffled, args(recipe, "--conf", QuantizeJob.WRITE_IN_TASKS_CONF + "=false"));
       assertEquals(0, b.status(), b::toString);
-      assertTrue(JobTestSupport.modelFiles(inTasks).size() >= 3, () -> JobTestSupport.listing(inTasks).toString());
+      List<String> files = JobTestSupport.listing(inTasks);
+      assertTrue(JobTestSupport.modelFiles(inTasks).size() >= 2, files::toString);
       assertSameFiles(shuffled, inTasks);
     }
   }
