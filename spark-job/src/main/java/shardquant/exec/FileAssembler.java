@@ -30,7 +30,9 @@ import shardquant.plan.Plan;
 /**
  * Writes one output file from its shards (DESIGN.md, step 3). Every stored tensor's place is known
  * from the plan, so each arriving shard's pieces are written straight to their offsets in a
- * temporary file, in whatever order the shuffle delivers them; memory stays O(shard). The header
+ * temporary file, in whatever order the shuffle delivers them; memory stays O(shard). In local mode
+ * with a local output the quantize tasks have written them already ({@link ShardWriter}) and only
+ * their runs and CRC-32Cs arrive. The header
  * goes in last (its size was reserved), with each stored tensor's CRC-32C, combined from the CRCs of
  * the runs as they were written ({@link Crc32c}); then the file is synced and renamed into place.
  * Where each piece goes is {@link Placement}'s.

@@ -40,7 +40,8 @@ import shardquant.plan.Plan;
 /**
  * The executor's side of a shard (DESIGN.md, step 2): read the shard's bytes straight from storage
  * into an Arrow batch, check them, quantize and verify them (or, for a repack, convert its int4 parts
- * to the target layout), and emit the quantized shard as Arrow IPC bytes keyed by its output file. Also a recipe's first pass (each shard's partial).
+ * to the target layout), and either write the quantized shard into its output file ({@link ShardWriter}, local
+ * mode) or emit it as Arrow IPC bytes; either way keyed by its output file. Also a recipe's first pass (each shard's partial).
  */
 public final class ShardQuantizer implements Serializable {
   private static final long serialVersionUID = 1L;

@@ -95,13 +95,28 @@ public final class ShardWriter implements AutoCloseable {
     }
   }
 
+  /**
+   * Writes all of {@code b} at {@code position}. A heap buffer goes in slices of at most
+   * {@value #HEAP_SLICE} bytes: the JDK copies each write from the heap into a direct buffer it keeps
+   * per thread, as large as the largest write, which whole 16 MiB parts would have made memory the
+   * process holds beside its heap.
+   */
   static void writeAt(FileChannel ch, ByteBuffer b, long position) throws IOException {
     ByteBuffer src = b.duplicate();
     long at = position;
+    int end = src.limit();
     while (src.hasRemaining()) {
-      at += ch.write(src, at);
+      if (!src.isDirect()) {
+        src.limit(Math.min(end, src.position() + HEAP_SLICE));
+      }
+      while (src.hasRemaining()) {
+        at += ch.write(src, at);
+      }
+      src.limit(end);
     }
   }
+
+  static final int HEAP_SLICE = 1 << 20;
 
   @Override
   public void close() throws IOException {
