@@ -35,7 +35,7 @@ public final class JobBench {
 
   /** {@code bench job local: X GB/s, Y of cp}: Y is cp's time over the job's, 1 as fast as cp. */
   public record Figures(long bytes, long jobNanos, long cpNanos, String master, QuantConfig config, boolean verified,
-      QuantizeJob.Phases phases) {
+      QuantizeJob.Phases phases, long cpuNanos) {
     public double gigabytesPerSecond() {
       return bytes / (double) Math.max(1, jobNanos);
     }
@@ -65,6 +65,12 @@ public final class JobBench {
           phases.warmUpNanos() / 1e9, phases.commitNanos() / 1e9,
           KernelBench.digits3(cpNanos / (double) Math.max(1, phases.stagesNanos())));
     }
+
+    /** The job's CPU time: on a loaded machine a steadier figure than its wall time. */
+    public String cpuNote() {
+      return String.format(Locale.ROOT, "note: the job took %.2f s of CPU time (all its threads, user and system; %.2f cores "
+          + "busy on average)", cpuNanos / 1e9, cpuNanos / (double) Math.max(1, jobNanos));
+    }
   }
 
   /** Times cp and the job ({@link #RECIPE}, default shard and file sizes, backend auto) on what {@code input} writes. */
@@ -83,13 +89,21 @@ public final class JobBench {
       JobSpec spec = new JobSpec(QuantConfig.of(RECIPE), null, null, JobSpec.DEFAULT_SHARD_BYTES,
           JobSpec.DEFAULT_OUTPUT_FILE_BYTES);
       JobOptions o = new JobOptions(in.toString(), root.resolve("output").toString(), spec, null, "auto", null, Map.of());
+      long cpu0 = processCpuNanos();
       long t1 = System.nanoTime();
       QuantizeJob.Result r = QuantizeJob.run(o, console);
       long jobNanos = System.nanoTime() - t1;
-      return new Figures(bytes, jobNanos, cpNanos, r.master(), spec.config(), r.verified(), r.phases());
+      long cpu = processCpuNanos() - cpu0;
+      return new Figures(bytes, jobNanos, cpNanos, r.master(), spec.config(), r.verified(), r.phases(), cpu);
     } finally {
       deleteTree(root);
     }
+  }
+
+  /** This JVM's CPU time so far (every thread, user and system), or 0 where the JVM does not say. */
+  private static long processCpuNanos() {
+    return java.lang.management.ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os
+        ? Math.max(0, os.getProcessCpuTime()) : 0;
   }
 
   private static void cp(Path from, Path to) throws IOException {

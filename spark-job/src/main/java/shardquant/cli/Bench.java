@@ -99,6 +99,7 @@ final class Bench {
     out.println(f.line());
     out.println(f.note());
     out.println(f.phasesNote());
+    out.println(f.cpuNote());
     return f.verified() ? Main.OK : Main.VERIFY_FAILED;
   }
 }

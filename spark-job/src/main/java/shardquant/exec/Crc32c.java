@@ -92,6 +92,27 @@ public final class Crc32c {
       runs.computeIfAbsent(key, k -> new ArrayList<>()).add(new Run(offset, length, crc));
     }
 
+    /** Each run added, tensor by tensor (the order runs came in within a tensor). */
+    public void forEach(Visitor v) {
+      runs.forEach((key, rs) -> rs.forEach(r -> v.run(key, r.offset, r.length, r.crc)));
+    }
+
+    /** The runs of {@code other} added to these. */
+    public void addAll(Runs other) {
+      other.forEach(this::add);
+    }
+
+    /** Bytes of tensor {@code key} its runs cover. */
+    public long bytes(String key) {
+      return runs.getOrDefault(key, List.of()).stream().mapToLong(Run::length).sum();
+    }
+
+    /** What {@link #forEach} gives: {@code length} bytes at {@code offset} into tensor {@code key}, with CRC-32C {@code crc}. */
+    @FunctionalInterface
+    public interface Visitor {
+      void run(String key, long offset, long length, int crc);
+    }
+
     /**
      * The CRC-32C of tensor {@code key}'s {@code byteSize} bytes; its runs must tile them exactly (a gap
      * or an overlap means a shard went missing or came twice).

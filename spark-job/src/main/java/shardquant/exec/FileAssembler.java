@@ -21,10 +21,7 @@ import scala.Tuple2;
 import shardquant.arrow.ArrowShards;
 import shardquant.arrow.QuantizedShard;
 import shardquant.arrow.ShardBatch;
-import shardquant.arrow.ShardPart;
-import shardquant.common.Format;
 import shardquant.io.Storage;
-import shardquant.common.UserError;
 import shardquant.common.TensorReport;
 import shardquant.kernels.verify.QuantStats;
 import shardquant.plan.OutputFile;
@@ -33,7 +30,9 @@ import shardquant.plan.Plan;
 /**
  * Writes one output file from its shards (DESIGN.md, step 3). Every stored tensor's place is known
  * from the plan, so each arriving shard's pieces are written straight to their offsets in a
- * temporary file, in whatever order the shuffle delivers them; memory stays O(shard). The header
+ * temporary file, in whatever order the shuffle delivers them; memory stays O(shard). In local mode
+ * with a local output the quantize tasks have written them already ({@link ShardWriter}) and only
+ * their runs and CRC-32Cs arrive. The header
  * goes in last (its size was reserved), with each stored tensor's CRC-32C, combined from the CRCs of
  * the runs as they were written ({@link Crc32c}); then the file is synced and renamed into place.
  * Where each piece goes is {@link Placement}'s.
@@ -45,10 +44,22 @@ public final class FileAssembler implements Serializable {
 
   private final Plan plan;
   private final String outputDir;
+  /** Null: the shards arrive as IPC bytes and are written here; else the tasks wrote them into {@link ShardWriter#tempFile}. */
+  private final String token;
 
   public FileAssembler(Plan plan, String outputDir) {
+    this(plan, outputDir, null);
+  }
+
+  /**
+   * {@code token} non-null: the quantize tasks wrote the shards' pieces into the file
+   * {@link ShardWriter#tempFile}{@code (outputDir, name, token)} (which the driver made and removes if the
+   * job fails), and only their runs and CRC-32Cs arrive here.
+   */
+  public FileAssembler(Plan plan, String outputDir, String token) {
     this.plan = plan;
     this.outputDir = outputDir;
+    this.token = token;
   }
 
   public FileResult assemble(int fileIndex, Iterator<Tuple2<Integer, ShardPayload>> shards) throws IOException {
@@ -58,7 +69,8 @@ public final class FileAssembler implements Serializable {
     FileSystem fs = Storage.fs(target, Storage.executorConf());
     TaskContext task = TaskContext.get();
     String attempt = task == null ? "driver" : task.stageId() + "-" + task.partitionId() + "-" + task.attemptNumber();
-    java.nio.file.Path temp = Storage.isLocal(fs)
+    java.nio.file.Path temp = token != null ? ShardWriter.tempFile(outputDir, f.name(), token)
+        : Storage.isLocal(fs)
         ? java.nio.file.Path.of(target.getParent().toUri()).resolve("." + f.name() + ".tmp-" + attempt)
         : Files.createTempFile(scratchDir(), "shardquant-" + f.name(), ".tmp");
     boolean committed = false;
@@ -69,8 +81,9 @@ public final class FileAssembler implements Serializable {
       Map<Integer, Long> nanos = new HashMap<>();
       Map<Integer, String> backends = new HashMap<>();
       int pieces = 0;
-      try (FileChannel ch = FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-          StandardOpenOption.TRUNCATE_EXISTING); BufferAllocator alloc = ArrowMemory.child("assemble-" + f.name())) {
+      try (FileChannel ch = token != null ? FileChannel.open(temp, StandardOpenOption.WRITE)
+          : FileChannel.open(temp, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+          BufferAllocator alloc = ArrowMemory.child("assemble-" + f.name())) {
         while (shards.hasNext()) {
           Tuple2<Integer, ShardPayload> next = shards.next();
           if (next._1() != fileIndex) {
@@ -79,8 +92,13 @@ public final class FileAssembler implements Serializable {
           ShardPayload p = next._2();
           Plan.Shard shard = plan.shards().get(p.shard());
           Plan.Tensor t = plan.tensorOf(shard);
-          try (ShardBatch<QuantizedShard> b = ArrowShards.readQuantizedShard(p.arrowIpc(), alloc)) {
-            write(ch, f, t, shard, b.shard(), written, crcs);
+          if (p.arrowIpc() == null) {
+            p.written().forEach((key, offset, length, crc) -> written.merge(key, length, Long::sum));
+            crcs.addAll(p.written());
+          } else {
+            try (ShardBatch<QuantizedShard> b = ArrowShards.readQuantizedShard(p.arrowIpc(), alloc)) {
+              ShardWriter.write(plan, ch, f, t, shard, b.shard().parts(), written, crcs);
+            }
           }
           if (p.stats() != null) {
             stats.computeIfAbsent(t.index(), i -> new QuantStats()).merge(p.stats());
@@ -102,8 +120,8 @@ public final class FileAssembler implements Serializable {
         }
         byte[] header = f.header(reports, checksums(f, crcs));
         ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
-        writeAt(ch, len, 0);
-        writeAt(ch, ByteBuffer.wrap(header), 8);
+        ShardWriter.writeAt(ch, len, 0);
+        ShardWriter.writeAt(ch, ByteBuffer.wrap(header), 8);
         ch.force(true);
         shardquant.common.TestPause.onExecutor("assembly", fileIndex == plan.files().size() - 1 && fileIndex > 0);
         commit(fs, temp, target);
@@ -111,13 +129,9 @@ public final class FileAssembler implements Serializable {
         return new FileResult(fileIndex, f.name(), f.size(), List.copyOf(reports.values()), System.nanoTime() - start);
       }
     } catch (IOException e) {
-      if (Storage.isNoSpace(e)) {
-        throw UserError.onExecutor(Storage.display(target.toString()) + ": no space left on the device while writing this "
-            + Format.bytes(f.size()) + " file (" + Storage.firstLine(e) + "); free some space or give another output directory");
-      }
-      throw e;
+      throw ShardWriter.noSpaceOr(e, target.toString(), f);
     } finally {
-      if (!committed) {
+      if (!committed && token == null) { // the tasks' shared file: a retry of this task needs it
         Files.deleteIfExists(temp);
       }
     }
@@ -147,32 +161,6 @@ public final class FileAssembler implements Serializable {
             ShardQuantizer.REPACK_BACKEND, nanos);
   }
 
-  /** Writes a shard's pieces at their places, taking each run's CRC-32C on the way (nothing is read back). */
-  private void write(FileChannel ch, OutputFile f, Plan.Tensor t, Plan.Shard shard, QuantizedShard q,
-      Map<String, Long> written, Crc32c.Runs crcs) throws IOException {
-    if (q.parts().size() != t.parts().size()) {
-      throw new IllegalStateException(t.input().name() + ": shard has " + q.parts().size() + " parts, plan has " + t.parts().size());
-    }
-    for (int i = 0; i < q.parts().size(); i++) {
-      ShardPart piece = q.parts().get(i);
-      Plan.StoredPart part = t.parts().get(i);
-      if (!piece.key().equals(part.key()) || piece.data().dtype() != part.dtype()) {
-        throw new IllegalStateException(f.name() + ": shard part " + piece.key() + " does not match planned " + part);
-      }
-      ByteBuffer bytes = piece.data().bytes();
-      long[] written0 = {0};
-      long partStart = f.dataStart() + part.offset();
-      Placement.runs(plan, t, shard, i, piece.data().shape(), f.dataStart(), (from, to, length) -> {
-        ByteBuffer src = bytes.duplicate().order(ByteOrder.LITTLE_ENDIAN);
-        src.position(Math.toIntExact(from)).limit(Math.toIntExact(from + length));
-        crcs.add(part.key(), to - partStart, length, Crc32c.of(src));
-        writeAt(ch, src, to);
-        written0[0] += length;
-      });
-      written.merge(part.key(), written0[0], Long::sum);
-    }
-  }
-
   /** CRC-32C of every stored tensor, combined from the runs written (its pieces arrived in any order). */
   static Map<String, Integer> checksums(OutputFile f, Crc32c.Runs crcs) {
     Map<String, Integer> out = new HashMap<>();
@@ -189,14 +177,6 @@ public final class FileAssembler implements Serializable {
         throw new IllegalStateException(f.name() + ": " + d.name() + " got " + got + " of " + d.byteSize()
             + " bytes from its shards (a shard is missing or duplicated)");
       }
-    }
-  }
-
-  private static void writeAt(FileChannel ch, ByteBuffer b, long position) throws IOException {
-    ByteBuffer src = b.duplicate();
-    long at = position;
-    while (src.hasRemaining()) {
-      at += ch.write(src, at);
     }
   }
 

@@ -40,7 +40,8 @@ import shardquant.plan.Plan;
 /**
  * The executor's side of a shard (DESIGN.md, step 2): read the shard's bytes straight from storage
  * into an Arrow batch, check them, quantize and verify them (or, for a repack, convert its int4 parts
- * to the target layout), and emit the quantized shard as Arrow IPC bytes keyed by its output file. Also a recipe's first pass (each shard's partial).
+ * to the target layout), and either write the quantized shard into its output file ({@link ShardWriter}, local
+ * mode) or emit it as Arrow IPC bytes; either way keyed by its output file. Also a recipe's first pass (each shard's partial).
  */
 public final class ShardQuantizer implements Serializable {
   private static final long serialVersionUID = 1L;
@@ -53,13 +54,27 @@ public final class ShardQuantizer implements Serializable {
   private final Map<Integer, GlobalStats> globals;
   private final String dumpDir;
   private final String backend;
+  private final String outputDir;
+  private final String token;
 
   /** {@code backend}: a name for {@link Backends#forName}, resolved on each executor (the choice depends on its JVM and CPU). */
   public ShardQuantizer(Plan plan, Map<Integer, GlobalStats> globals, String dumpDir, String backend) {
+    this(plan, globals, dumpDir, backend, null, null);
+  }
+
+  /**
+   * With a {@code token}, each shard's pieces are written by this task into its output file's
+   * {@link ShardWriter#tempFile}{@code (outputDir, name, token)} and only the runs written travel on;
+   * without, the shard travels as Arrow IPC bytes to the file's assembler.
+   */
+  public ShardQuantizer(Plan plan, Map<Integer, GlobalStats> globals, String dumpDir, String backend, String outputDir,
+      String token) {
     this.plan = plan;
     this.globals = globals;
     this.dumpDir = dumpDir;
     this.backend = backend;
+    this.outputDir = outputDir;
+    this.token = token;
   }
 
   /** Quantizes, copies or repacks every shard of one task's group. */
@@ -67,15 +82,19 @@ public final class ShardQuantizer implements Serializable {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
     Backend b = TaskGpu.backend(backend);
     String used = plan.config() == null ? REPACK_BACKEND : b.nameFor(plan.config().recipe());
-    try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0])) {
+    try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0]);
+        ShardWriter writer = token == null ? null : new ShardWriter(plan, outputDir, token)) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);
         Plan.Tensor t = plan.tensorOf(shard);
         long start = System.nanoTime();
         QuantStats stats = t.quantized() ? new QuantStats() : null;
         byte[] ipc;
+        Crc32c.Runs written = null;
         if (t.action() == Plan.Action.REPACK) {
-          ipc = encode(t, shard, repack(inputs, t, shard, b), alloc);
+          List<ShardPart> parts = repack(inputs, t, shard, b);
+          ipc = encode(t, shard, parts, alloc, writer == null);
+          written = writer == null ? null : writer.write(t, shard, parts);
         } else {
           try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
             Tensor rows = in.shard().data();
@@ -96,26 +115,31 @@ public final class ShardQuantizer implements Serializable {
             } else {
               parts.add(new ShardPart(t.input().name(), t.parts().get(0).rowDim(), rows));
             }
-            ipc = encode(t, shard, parts, alloc);
+            ipc = encode(t, shard, parts, alloc, writer == null);
+            written = writer == null ? null : writer.write(t, shard, parts); // while the input's buffer is open
           }
           shardquant.common.TestPause.onExecutor("quantize", s == group[0] && TaskContext.getPartitionId() == 0);
         }
         out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start,
-            t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used)));
+            t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used, written)));
       }
     }
     return out;
   }
 
-  /** The shard's output parts as Arrow IPC bytes (and a dump file, if asked). */
-  private byte[] encode(Plan.Tensor t, Plan.Shard shard, List<ShardPart> parts, BufferAllocator alloc) throws IOException {
+  /** The shard's output parts as Arrow IPC bytes if {@code ipc} (else null), and a dump file, if asked. */
+  private byte[] encode(Plan.Tensor t, Plan.Shard shard, List<ShardPart> parts, BufferAllocator alloc, boolean ipc)
+      throws IOException {
+    if (!ipc && dumpDir == null) {
+      return null;
+    }
     try (ShardBatch<QuantizedShard> q = ArrowShards.quantizedShard(
         new QuantizedShard(t.input().name(), shard.rowStart(), shard.rowEnd(), parts), alloc)) {
-      byte[] ipc = ArrowShards.toIpcStream(q);
+      byte[] bytes = ipc ? ArrowShards.toIpcStream(q) : null;
       if (dumpDir != null) {
         dump(q, t.input(), shard);
       }
-      return ipc;
+      return bytes;
     }
   }
 

@@ -25,6 +25,7 @@ import shardquant.common.UserError;
 import shardquant.exec.FileAssembler;
 import shardquant.exec.FileResult;
 import shardquant.exec.ShardQuantizer;
+import shardquant.exec.ShardWriter;
 import shardquant.io.Storage;
 import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
@@ -47,6 +48,11 @@ public final class QuantizeJob {
   public static final String LOCAL_MASTER = "local[*,4]";
   /** Test hook: the driver halts (as if killed) after the files are written and before the commit. */
   public static final String HALT_BEFORE_COMMIT_CONF = "spark.shardquant.test.haltBeforeCommit";
+  /**
+   * {@code false}: the shards travel through Spark's shuffle to their file's assembler, as on a cluster,
+   * even where the tasks could write them into the output files themselves (local mode, local output).
+   */
+  public static final String WRITE_IN_TASKS_CONF = "spark.shardquant.writeInTasks";
 
   private QuantizeJob() {}
 
@@ -130,14 +136,21 @@ public final class QuantizeJob {
     long warmUp = -1;
     if (build.length > 0) {
       int[][] groups = groupsFor(plan, build);
+      String outputDir = out.path().toString();
+      String token = writeInTasks(conf, out, hadoop) ? java.util.UUID.randomUUID().toString() : null;
       try (JavaSparkContext sc = JobSparkContext.start(conf)) {
         sparkStarted = System.nanoTime();
         Progress progress = new Progress(plan, groups, build, command, console, 2000);
         sc.sc().addSparkListener(progress);
         Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe().firstPass().isPresent()
             ? firstPass(sc, plan, groups, o.backend()) : Map.of();
-        ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards(), o.backend());
-        FileAssembler assembler = new FileAssembler(plan, out.path().toString());
+        if (token != null) { // made here, once: a task never creates one (see ShardWriter)
+          for (int f : build) {
+            java.nio.file.Files.createFile(ShardWriter.tempFile(outputDir, plan.files().get(f).name(), token));
+          }
+        }
+        ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards(), o.backend(), outputDir, token);
+        FileAssembler assembler = new FileAssembler(plan, outputDir, token);
         int[] files = build;
         results.addAll(sc.parallelize(Arrays.asList(groups), groups.length)
             .flatMapToPair(g -> quantizer.quantize(g).iterator())
@@ -154,6 +167,12 @@ public final class QuantizeJob {
         }
       } catch (Exception e) { // Spark throws its checked SparkException without declaring it
         throw UserError.fromJob(e);
+      } finally {
+        if (token != null) { // a committed file was renamed away; what is left is a failed job's
+          for (int f : build) {
+            java.nio.file.Files.deleteIfExists(ShardWriter.tempFile(outputDir, plan.files().get(f).name(), token));
+          }
+        }
       }
     }
     if (Boolean.parseBoolean(conf.get(HALT_BEFORE_COMMIT_CONF, "false"))) {
@@ -200,6 +219,16 @@ public final class QuantizeJob {
     Phases phases = new Phases(planned - start, sparkStarted < 0 ? -1 : sparkStarted - planned,
         stagesDone < 0 ? -1 : stagesDone - sparkStarted, System.nanoTime() - (stagesDone < 0 ? planned : stagesDone), warmUp);
     return new Result(plan, reports, kept.sizes().size(), build.length, wall, verified, master, phases);
+  }
+
+  /**
+   * Whether the quantize tasks write the shards into the output files themselves: where every task runs
+   * in a JVM on this machine (local mode) and the output is on its local file system, unless
+   * {@link #WRITE_IN_TASKS_CONF} is false. Elsewhere the shards travel to their file's assembler.
+   */
+  static boolean writeInTasks(SparkConf conf, OutputDir out, Configuration hadoop) {
+    return conf.get("spark.master").startsWith("local") && conf.getBoolean(WRITE_IN_TASKS_CONF, true)
+        && Storage.isLocal(Storage.fs(out.path(), hadoop));
   }
 
   static SparkConf sparkConf(JobOptions o) {

@@ -65,6 +65,9 @@ class BenchTest {
     assertTrue(sum <= job + 0.02 && sum >= job - 0.5,
         "setup + start + stages + commit (" + sum + " s) is the job's " + job + " s: " + phases);
     positive(p.group(7));
+    String cpu = r.out().lines().filter(l -> l.startsWith("note: the job took")).findFirst().orElseThrow(() -> new AssertionError(r.toString()));
+    positive(match("note: the job took " + NUMBER + " s of CPU time \\(all its threads, user and system; " + NUMBER
+        + " cores busy on average\\)", cpu).group(1));
     assertEquals(before, benchDirs(), "bench job removes its temporary directories");
   }
 

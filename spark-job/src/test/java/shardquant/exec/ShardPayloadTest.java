@@ -35,4 +35,28 @@ class ShardPayloadTest {
     assertEquals(42, back.nanos());
     assertEquals("cpu-simd", back.backend());
   }
+
+  /** The runs a task wrote cross Kryo whole: every tensor's runs, offsets and CRCs, so the assembler's CRC is the same. */
+  @Test
+  void writtenRunsRoundTrip() {
+    Crc32c.Runs runs = new Crc32c.Runs();
+    runs.add("a._weight_qdata", 0, 100, 0x12345678);
+    runs.add("a._weight_qdata", 100, 28, 0xCAFEBABE);
+    runs.add("a._weight_scale", 0, 1L << 33, -1);
+    ShardPayload p = new ShardPayload(3, null, null, 7, "repack", runs);
+    Kryo kryo = new Kryo();
+    Output out = new Output(16, -1);
+    new ShardPayload.KryoSerializer().write(kryo, out, p);
+    out.writeInt(0xC0FFEE);
+    Input in = new Input(out.toBytes());
+    ShardPayload back = new ShardPayload.KryoSerializer().read(kryo, in, ShardPayload.class);
+    assertEquals(0xC0FFEE, in.readInt());
+    assertEquals(null, back.arrowIpc());
+    assertEquals(null, back.stats());
+    assertEquals(runs.crc("a._weight_qdata", 128), back.written().crc("a._weight_qdata", 128));
+    assertEquals(runs.crc("a._weight_scale", 1L << 33), back.written().crc("a._weight_scale", 1L << 33));
+    assertEquals(1L << 33, back.written().bytes("a._weight_scale"));
+    assertEquals(7, back.nanos());
+    assertEquals("repack", back.backend());
+  }
 }
