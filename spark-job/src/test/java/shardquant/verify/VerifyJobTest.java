@@ -141,6 +141,28 @@ class VerifyJobTest {
     assertTrue(v.out().contains("1 mismatches"), v::toString);
   }
 
+  /**
+   * Every stored byte agrees, so the shards' stats come from the re-quantization (no dequantize of the
+   * stored values): an edited SQNR is still caught, with each backend choice.
+   */
+  @Test
+  void findsAWrongSqnrWhileEveryByteAgrees() throws IOException {
+    Where w = find("a.q_proj._weight_qdata");
+    String recorded = Double.toString(OutputFile.statsIn(w.metadata()).stream()
+        .filter(r -> r.tensor().equals("a.q_proj.weight")).findFirst().orElseThrow().sqnrDb());
+    String edited = bumped(recorded);
+    replaceInHeader(w.file(), "a.q_proj.weight\\\":{", "sqnr_db\\\":\\\"" + recorded, "sqnr_db\\\":\\\"" + edited);
+    for (String backend : List.of("cpu", "reference", "auto")) {
+      Run v = verify("--backend", backend);
+      assertEquals(3, v.status(), v::toString);
+      assertTrue(v.out().lines().anyMatch(l -> l.equals("MISMATCH " + w.file().getFileName() + ": tensor 'a.q_proj.weight':"
+          + " recorded SQNR " + edited + " dB, max abs error " + l.substring(l.lastIndexOf(", ") + 2).trim()
+          + " but the stored tensor gives " + recorded + " dB, " + l.substring(l.lastIndexOf(", ") + 2).trim())),
+          v::toString);
+      assertTrue(v.out().contains("1 mismatches"), v::toString);
+    }
+  }
+
   /** A checksum edited in the header (the data untouched): only the checksum differs, and says so. */
   @Test
   void findsAWrongChecksum() throws IOException {

@@ -16,10 +16,13 @@ public final class Tensor {
   private final DType dtype;
   private final long[] shape;
   private final ByteBuffer data;
+  /** numel(shape), taken once: every element access checks its index against it. */
+  private final long numel;
 
   private Tensor(DType dtype, long[] shape, ByteBuffer data) {
     this.dtype = dtype;
     this.shape = shape.clone();
+    this.numel = numel(this.shape);
     this.data = data.slice().order(ByteOrder.LITTLE_ENDIAN);
   }
 
@@ -74,7 +77,7 @@ public final class Tensor {
   }
 
   public long numel() {
-    return numel(shape);
+    return numel;
   }
 
   public long rows() {
@@ -237,7 +240,7 @@ public final class Tensor {
   }
 
   private int byteIndex(long i) {
-    if (i < 0 || i >= numel()) {
+    if (i < 0 || i >= numel) {
       throw new IndexOutOfBoundsException("index " + i + " outside tensor of shape " + Arrays.toString(shape));
     }
     return (int) (i * dtype.byteSize());
