@@ -241,7 +241,7 @@ final class SimdInt4 implements SimdKernel {
       FloatVector minVal = FloatVector.broadcast(F, minValue);
       FloatVector s = FloatVector.broadcast(F, scale);
       FloatVector minusOne = FloatVector.broadcast(F, -1f);
-      int inRange = 0;
+      IntVector outside = IntVector.zero(I);
       for (int v = 0; v < group; v += LANES) {
         // SimdMath.roundBf16 written out, here and in dequantizeGroup (see ROUND_BF16)
         IntVector diff = FloatVector.fromArray(F, x, o + v).sub(minVal).reinterpretAsInts();
@@ -251,10 +251,12 @@ final class SimdInt4 implements SimdKernel {
         FloatVector q = quotient.reinterpretAsFloats();
         q = minusOne.blend(q, q.compare(VectorOperators.GE, -1f)); // NaN (a group whose range overflowed) too
         IntVector rounded = q.add(ROUNDER).reinterpretAsInts().sub(ROUNDER_BITS);
-        inRange += rounded.and(~0xf).compare(VectorOperators.EQ, 0).trueCount();
+        // 1 where the code is outside [0, 15]: (t | -t) >>> 31 of its bits above the nibble
+        IntVector high = rounded.and(~0xf);
+        outside = outside.add(high.or(high.neg()).lanewise(VectorOperators.LSHR, 31));
         rounded.max(0).min(0xf).intoArray(codes, v);
       }
-      return inRange;
+      return group - outside.reduceLanes(VectorOperators.ADD);
     }
 
     /**
