@@ -3,7 +3,6 @@ package shardquant.kernels.backend.simd;
 import java.nio.ByteBuffer;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import shardquant.kernels.dtype.DType;
@@ -33,7 +32,6 @@ import shardquant.kernels.verify.QuantStats;
 final class SimdSymmetricAffine {
   private static final VectorSpecies<Float> F = SimdLoad.F;
   private static final VectorSpecies<Byte> B = ByteVector.SPECIES_64;
-  private static final VectorSpecies<Integer> I = IntVector.SPECIES_256;
   private static final int LANES = SimdLoad.LANES;
   /**
    * 1.5 * 2^23. For |v| < 2^22, v + 1.5 * 2^23 lies in [2^23, 2^24), where floats are the integers:
@@ -54,9 +52,6 @@ final class SimdSymmetricAffine {
   private final int group;
   private final float quantMin;
   private final float quantMax;
-  /** The bits of {@code INT_IN_MANTISSA + quantMin} and {@code + quantMax}: see {@link #codes}. */
-  private final int lowestBits;
-  private final int highestBits;
   private final float halfRange;
   private final float eps;
 
@@ -75,8 +70,6 @@ final class SimdSymmetricAffine {
     int half = 1 << (bits - 1);
     this.quantMin = -half;
     this.quantMax = half - 1;
-    this.lowestBits = Float.floatToRawIntBits(INT_IN_MANTISSA + quantMin);
-    this.highestBits = Float.floatToRawIntBits(INT_IN_MANTISSA + quantMax);
     this.halfRange = (float) (((double) quantMax - quantMin) / 2); // a Python float, as torchao writes it
     this.eps = (float) AffineSpec.defaultEps(input);
   }
@@ -165,17 +158,13 @@ final class SimdSymmetricAffine {
     return amax;
   }
 
-  /**
-   * max |x| over x[from, from + n) of a decoded chunk, zero padded to a multiple of 8 (NaN if one is there):
-   * an int max of the magnitudes' bits, which order as the floats do, NaNs above infinity (one op, where
-   * the NaN-correct float max takes about five on AVX2).
-   */
+  /** max |x| over x[from, from + n) of a decoded chunk, zero padded to a multiple of 8 (NaN if one is there). */
   private static float absmax(float[] x, int from, int n) {
-    IntVector max = IntVector.zero(I);
+    FloatVector max = FloatVector.zero(F);
     for (int j = from; j < from + n; j += LANES) {
-      max = max.max(FloatVector.fromArray(F, x, j).reinterpretAsInts().and(Integer.MAX_VALUE));
+      max = max.max(FloatVector.fromArray(F, x, j).abs());
     }
-    return Float.intBitsToFloat(max.reduceLanes(VectorOperators.MAX));
+    return max.reduceLanes(VectorOperators.MAX);
   }
 
   /**
@@ -185,21 +174,21 @@ final class SimdSymmetricAffine {
    * this or any other added code made C2 compile 8da4w's loop a third slower after its first round.
    */
   private static float absmaxChains(float[] x, int n) {
-    IntVector m0 = IntVector.zero(I);
-    IntVector m1 = m0;
-    IntVector m2 = m0;
-    IntVector m3 = m0;
+    FloatVector m0 = FloatVector.zero(F);
+    FloatVector m1 = m0;
+    FloatVector m2 = m0;
+    FloatVector m3 = m0;
     int j = 0;
     for (; j + 4 * LANES <= n; j += 4 * LANES) {
-      m0 = m0.max(FloatVector.fromArray(F, x, j).reinterpretAsInts().and(Integer.MAX_VALUE));
-      m1 = m1.max(FloatVector.fromArray(F, x, j + LANES).reinterpretAsInts().and(Integer.MAX_VALUE));
-      m2 = m2.max(FloatVector.fromArray(F, x, j + 2 * LANES).reinterpretAsInts().and(Integer.MAX_VALUE));
-      m3 = m3.max(FloatVector.fromArray(F, x, j + 3 * LANES).reinterpretAsInts().and(Integer.MAX_VALUE));
+      m0 = m0.max(FloatVector.fromArray(F, x, j).abs());
+      m1 = m1.max(FloatVector.fromArray(F, x, j + LANES).abs());
+      m2 = m2.max(FloatVector.fromArray(F, x, j + 2 * LANES).abs());
+      m3 = m3.max(FloatVector.fromArray(F, x, j + 3 * LANES).abs());
     }
     for (; j < n; j += LANES) {
-      m0 = m0.max(FloatVector.fromArray(F, x, j).reinterpretAsInts().and(Integer.MAX_VALUE));
+      m0 = m0.max(FloatVector.fromArray(F, x, j).abs());
     }
-    return Float.intBitsToFloat(m0.max(m1).max(m2.max(m3)).reduceLanes(VectorOperators.MAX));
+    return m0.max(m1).max(m2.max(m3)).reduceLanes(VectorOperators.MAX);
   }
 
   /** Elements [at, at + n) as floats into {@code x}, zeros after them up to a multiple of 8. */
@@ -213,9 +202,7 @@ final class SimdSymmetricAffine {
   /**
    * Codes of {@code x[0, n)} into {@code out} (whole vectors: up to n rounded up to a multiple of 8),
    * element j with {@code scale[j / groupLength]}, their dequantized values into {@code dequantized};
-   * returns how many clipped (the zero padding never does). The sums lie in [2^23, 2^24), where floats
-   * order as their bits: the clamp is two integer ops (the NaN-correct float min and max take about five
-   * instructions each on AVX2), and the clipped lanes are counted in an int vector.
+   * returns how many clipped (the zero padding never does).
    */
   private int codes(float[] x, int n, int groupLength, float[] scale, float[] reciprocal, byte[] out,
       float[] dequantized) {
@@ -224,11 +211,11 @@ final class SimdSymmetricAffine {
       float s = scale[k];
       float r = reciprocal[k];
       for (int end = Math.min(n, j + groupLength); j < end; j += LANES) {
-        IntVector code = round(FloatVector.fromArray(F, x, j).mul(r), productDtype).add(INT_IN_MANTISSA).reinterpretAsInts();
-        IntVector clamped = code.max(lowestBits).min(highestBits);
+        FloatVector code = round(FloatVector.fromArray(F, x, j).mul(r), productDtype).add(INT_IN_MANTISSA);
+        FloatVector clamped = code.max(INT_IN_MANTISSA + quantMin).min(INT_IN_MANTISSA + quantMax);
         clipped += code.compare(VectorOperators.NE, clamped).trueCount();
-        round(clamped.reinterpretAsFloats().sub(INT_IN_MANTISSA).mul(s), input).intoArray(dequantized, j);
-        ((ByteVector) clamped.castShape(B, 0)).intoArray(out, j);
+        round(clamped.sub(INT_IN_MANTISSA).mul(s), input).intoArray(dequantized, j);
+        ((ByteVector) clamped.reinterpretAsInts().castShape(B, 0)).intoArray(out, j);
       }
     }
     return clipped;
