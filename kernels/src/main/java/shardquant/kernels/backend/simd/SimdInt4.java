@@ -45,6 +45,8 @@ final class SimdInt4 implements SimdKernel {
   /** 1.5·2^23: see {@link Pass#quantizeGroup}. */
   private static final float ROUNDER = 0x1.8p23f;
   private static final int ROUNDER_BITS = Float.floatToRawIntBits(ROUNDER);
+  /** See {@link Pass#chunk}. */
+  private static final int CHUNK = 1024;
   /**
    * {@link SimdMath#roundBf16} (bits + lsb + 0x7fff, low 16 bits cleared) is written out in this kernel's
    * loops rather than called: C2 inlines those loops into {@code group} and, once that method's graph
@@ -107,9 +109,13 @@ final class SimdInt4 implements SimdKernel {
     private final float range;
     private final float mid;
     private final float eps;
-    private final float[] x;
+    /** Columns read at a time per row: a multiple of every group size, 4 KiB of floats that stay in L1. */
+    private final int chunk;
+    /** The low and high row's current chunk, and a chunk's dequantized values. */
+    private final float[] xLow;
+    private final float[] xHigh;
     private final float[] dq;
-    /** The last group's min and max ({@link #loadGroup}). */
+    /** The last group's min and max ({@link #minMax}). */
     private float min;
     private float max;
     private final int[] lowCodes;
@@ -132,8 +138,10 @@ final class SimdInt4 implements SimdKernel {
       this.range = (float) ((double) spec.quantMax() - spec.quantMin());
       this.mid = (float) ((spec.quantMax() + (double) spec.quantMin() + 1) / 2);
       this.eps = (float) spec.eps();
-      this.x = new float[group];
-      this.dq = new float[group];
+      this.chunk = Math.min(CHUNK, k);
+      this.xLow = new float[chunk];
+      this.xHigh = new float[chunk];
+      this.dq = new float[chunk];
       this.lowCodes = new int[group];
       this.highCodes = new int[group];
     }
@@ -144,31 +152,49 @@ final class SimdInt4 implements SimdKernel {
         int high = packer.highRow(pair);
         long lowClipped = 0;
         long highClipped = 0;
-        for (int g = 0; g < groups; g++) {
-          lowClipped += group(low, g, lowCodes, lowStats);
-          highClipped += group(high, g, highCodes, highStats);
-          packer.put(pair, g * group, lowCodes, highCodes);
+        for (int c0 = 0; c0 < groups * group; c0 += chunk) {
+          int length = Math.min(chunk, groups * group - c0);
+          load(low, c0, length, xLow);
+          load(high, c0, length, xHigh);
+          for (int o = 0; o < length; o += group) {
+            lowClipped += group(low, c0 + o, xLow, o, lowCodes, lowStats);
+            highClipped += group(high, c0 + o, xHigh, o, highCodes, highStats);
+            packer.put(pair, c0 + o, lowCodes, highCodes);
+          }
         }
         if (low < rows) {
-          lowStats.endBlock(stats, cols, lowClipped);
+          lowStats.endRow(cols, lowClipped);
         }
         if (high < rows) {
-          highStats.endBlock(stats, cols, highClipped);
+          highStats.endRow(cols, highClipped);
         }
       }
+      lowStats.flush(stats);
+      highStats.flush(stats);
     }
 
     /**
-     * Group {@code g} of padded row {@code r}: writes its scale and zero, puts its codes in {@code codes}
-     * and, for a real row, its real columns' sums in {@code rowStats}. Returns how many codes clipped.
-     * Each vector loop is a method of its own, with vectors that never leave it: C2 stops inlining a method
-     * that grows too large, and Vector API calls it does not inline run as slow Java code.
+     * Reads columns [c0, c0 + length) of padded row {@code r} into {@code x}, zeros past the shard's rows
+     * and columns: one bulk read per chunk rather than per group.
      */
-    private int group(int r, int g, int[] codes, SimdStats rowStats) {
-      int col0 = g * group;
-      loadGroup(r, col0);
+    private void load(int r, int c0, int length, float[] x) {
+      int real = r < rows ? Math.max(0, Math.min(length, cols - c0)) : 0;
+      in.decode(r * cols + c0, x, 0, real);
+      Arrays.fill(x, real, length, 0f);
+    }
+
+    /**
+     * The group at column {@code col0} of padded row {@code r}, held in {@code x[o, o + group)}: writes its
+     * scale and zero, puts its codes in {@code codes} and, for a real row, its real columns' sums in
+     * {@code rowStats}. Returns how many codes clipped. Each vector loop is a method of its own, with
+     * vectors that never leave it: C2 stops inlining a method that grows too large, and Vector API calls
+     * it does not inline run as slow Java code.
+     */
+    private int group(int r, int col0, float[] x, int o, int[] codes, SimdStats rowStats) {
+      int g = col0 / group;
+      minMax(x, o);
       if (!Float.isFinite(min) || !Float.isFinite(max)) {
-        throw nonFinite(r, col0);
+        throw nonFinite(r, col0, x, o);
       }
       // _choose_qparams_affine_tinygemm: scale = clamp((max - min) / range, eps), zero = min + scale * mid
       float scale = Bf16.round(Bf16.round(max - min) / range);
@@ -180,32 +206,38 @@ final class SimdInt4 implements SimdKernel {
       int at = 4 * (g * n + r);
       scaleAndZero.putShort(at, Bf16.fromFloat(scale));
       scaleAndZero.putShort(at + 2, Bf16.fromFloat(zero));
-      int clipped = group - quantizeGroup(Bf16.round(zero - scaleMid), scale, codes);
-      dequantizeGroup(scale, zero, codes);
+      int clipped = group - quantizeGroup(x, o, Bf16.round(zero - scaleMid), scale, codes);
+      dequantizeGroup(o, scale, zero, codes);
       int statCols = r < rows ? Math.min(group, cols - col0) : 0;
       if (statCols > 0) {
-        rowStats.add(x, dq, 0, statCols);
+        rowStats.add(x, dq, o, statCols);
       }
       return clipped;
     }
 
     /**
-     * Reads the group at {@code col0} of padded row {@code r} into {@code x}, zeros past the shard's rows
-     * and columns, with its {@code min} and {@code max}.
+     * The {@code min} and {@code max} of {@code x[o, o + group)}, as Math.min and Math.max give them for
+     * finite values (-0.0 below 0.0), and not finite where one is. On ordered ints: a float's bits with
+     * the magnitude bits flipped when negative order as the floats do, -0.0 just below 0.0, NaNs beyond
+     * the infinities. Two integer ops a lane instead of the NaN-correct float min and max (about five
+     * instructions each on AVX2).
      */
-    private void loadGroup(int r, int col0) {
-      int real = r < rows ? Math.max(0, Math.min(group, cols - col0)) : 0;
-      in.decode(r * cols + col0, x, 0, real);
-      Arrays.fill(x, real, group, 0f);
-      FloatVector lo = FloatVector.broadcast(F, Float.POSITIVE_INFINITY);
-      FloatVector hi = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-      for (int v = 0; v < group; v += LANES) {
-        FloatVector xv = FloatVector.fromArray(F, x, v);
-        lo = lo.min(xv);
-        hi = hi.max(xv);
+    private void minMax(float[] x, int o) {
+      IntVector lo = IntVector.broadcast(I, Integer.MAX_VALUE);
+      IntVector hi = IntVector.broadcast(I, Integer.MIN_VALUE);
+      for (int v = o; v < o + group; v += LANES) {
+        IntVector bits = FloatVector.fromArray(F, x, v).reinterpretAsInts();
+        IntVector ordered = bits.lanewise(VectorOperators.XOR, bits.lanewise(VectorOperators.ASHR, 31).and(Integer.MAX_VALUE));
+        lo = lo.min(ordered);
+        hi = hi.max(ordered);
       }
-      min = lo.reduceLanes(VectorOperators.MIN);
-      max = hi.reduceLanes(VectorOperators.MAX);
+      min = fromOrdered(lo.reduceLanes(VectorOperators.MIN));
+      max = fromOrdered(hi.reduceLanes(VectorOperators.MAX));
+    }
+
+    /** The float whose ordered int ({@link #minMax}) is {@code ordered}: the same flip undoes it. */
+    private static float fromOrdered(int ordered) {
+      return Float.intBitsToFloat(ordered ^ (ordered >> 31 & Integer.MAX_VALUE));
     }
 
     /**
@@ -217,28 +249,33 @@ final class SimdInt4 implements SimdKernel {
      * rounded value as an int. Below -1 (where the sum's bits could wrap) and NaN become -1; above 2^22 the
      * int is beyond 15: either way the clamp's result and the range count are the reference's.
      */
-    private int quantizeGroup(float minValue, float scale, int[] codes) {
+    private int quantizeGroup(float[] x, int o, float minValue, float scale, int[] codes) {
       FloatVector minVal = FloatVector.broadcast(F, minValue);
       FloatVector s = FloatVector.broadcast(F, scale);
       FloatVector minusOne = FloatVector.broadcast(F, -1f);
-      int inRange = 0;
+      IntVector outside = IntVector.zero(I);
       for (int v = 0; v < group; v += LANES) {
         // SimdMath.roundBf16 written out, here and in dequantizeGroup (see ROUND_BF16)
-        IntVector diff = FloatVector.fromArray(F, x, v).sub(minVal).reinterpretAsInts();
+        IntVector diff = FloatVector.fromArray(F, x, o + v).sub(minVal).reinterpretAsInts();
         diff = diff.add(diff.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
         IntVector quotient = diff.reinterpretAsFloats().div(s).reinterpretAsInts();
         quotient = quotient.add(quotient.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
         FloatVector q = quotient.reinterpretAsFloats();
         q = minusOne.blend(q, q.compare(VectorOperators.GE, -1f)); // NaN (a group whose range overflowed) too
         IntVector rounded = q.add(ROUNDER).reinterpretAsInts().sub(ROUNDER_BITS);
-        inRange += rounded.and(~0xf).compare(VectorOperators.EQ, 0).trueCount();
+        // 1 where the code is outside [0, 15]: (t | -t) >>> 31 of its bits above the nibble
+        IntVector high = rounded.and(~0xf);
+        outside = outside.add(high.or(high.neg()).lanewise(VectorOperators.LSHR, 31));
         rounded.max(0).min(0xf).intoArray(codes, v);
       }
-      return inRange;
+      return group - outside.reduceLanes(VectorOperators.ADD);
     }
 
-    /** _dequantize_affine_tinygemm of {@code codes} into {@code dq}: (code - mid) * scale + zero, each op rounded to bf16. */
-    private void dequantizeGroup(float scale, float zero, int[] codes) {
+    /**
+     * _dequantize_affine_tinygemm of {@code codes} into {@code dq[o, o + group)}: (code - mid) * scale + zero,
+     * each op rounded to bf16.
+     */
+    private void dequantizeGroup(int o, float scale, float zero, int[] codes) {
       FloatVector s = FloatVector.broadcast(F, scale);
       FloatVector z = FloatVector.broadcast(F, zero);
       for (int v = 0; v < group; v += LANES) {
@@ -248,17 +285,17 @@ final class SimdInt4 implements SimdKernel {
         product = product.add(product.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
         IntVector sum = product.reinterpretAsFloats().add(z).reinterpretAsInts();
         sum = sum.add(sum.lanewise(VectorOperators.LSHR, 16).and(1)).add(ROUND_BF16).and(BF16_BITS);
-        sum.reinterpretAsFloats().intoArray(dq, v);
+        sum.reinterpretAsFloats().intoArray(dq, o + v);
       }
     }
 
     /** The reference's refusal of NaN and infinity, for the first such element of the group. */
-    private IllegalArgumentException nonFinite(int r, int col0) {
+    private IllegalArgumentException nonFinite(int r, int col0, float[] x, int o) {
       int col = col0;
-      while (Float.isFinite(x[col - col0])) {
+      while (Float.isFinite(x[o + col - col0])) {
         col++;
       }
-      return new IllegalArgumentException("input bfloat16[" + rows + ", " + cols + "] holds " + x[col - col0]
+      return new IllegalArgumentException("input bfloat16[" + rows + ", " + cols + "] holds " + x[o + col - col0]
           + " at flat index " + ((long) r * cols + col) + " (row " + r + ", column " + col
           + "); quantization needs finite values");
     }
@@ -282,7 +319,8 @@ final class SimdInt4 implements SimdKernel {
     private final ByteBuffer out;
     private final int superTiles;
     private final int pairsPerWord;
-    private final int superCols;
+    /** Columns per super-tile (16·innerKTiles: 32, 64 or 128), as a shift. */
+    private final int superShift;
     private final int[] lanes = new int[LANES];
 
     TilePacker(Tensor qdata, int k) {
@@ -290,7 +328,11 @@ final class SimdInt4 implements SimdKernel {
       this.out = qdata.bytes();
       this.superTiles = Math.toIntExact(shape[1]);
       this.pairsPerWord = Math.toIntExact(shape[3]);
-      this.superCols = k / superTiles;
+      int superCols = k / superTiles;
+      if (Integer.bitCount(superCols) != 1 || superCols < 32) {
+        throw new IllegalArgumentException("tile-packed int4 needs super-tiles of 2^n >= 32 columns, got " + superCols);
+      }
+      this.superShift = Integer.numberOfTrailingZeros(superCols);
     }
 
     @Override
@@ -318,7 +360,8 @@ final class SimdInt4 implements SimdKernel {
             .or(IntVector.fromArray(I, codes, o + 3 * LANES).lanewise(VectorOperators.LSHL, 12));
         nibbles.lanewise(VectorOperators.LSHL, ODD_HIGH).intoArray(lanes, 0);
         int c = col0 + o;
-        int word = ((r / 8 * superTiles + c / superCols) * 32 + 4 * (r % 8)) * pairsPerWord + c % superCols / 32;
+        int word = (((r >> 3) * superTiles + (c >> superShift)) * 32 + 4 * (r & 7)) * pairsPerWord
+            + ((c & ((1 << superShift) - 1)) >> 5);
         for (int u = 0; u < 4; u++) {
           out.putInt(4 * (word + u * pairsPerWord), lanes[2 * u] | lanes[2 * u + 1]);
         }

@@ -180,6 +180,32 @@ class SimdInt4Test {
     }
   }
 
+  /**
+   * The kernel takes a group's min and max on ordered ints: -0.0 must stay below 0.0 (as Math.min and
+   * Math.max have it) and a NaN with its sign bit set must still be refused.
+   */
+  @Test
+  void signedZerosAndNegativeNaNAsTheReference() {
+    for (Recipe recipe : RECIPES) {
+      QuantConfig c = new QuantConfig(recipe, 32, 4);
+      Tensor w = gaussian(new Random(3), 16, 128);
+      for (int col = 0; col < 64; col++) {
+        w.setFloat(3L * 128 + col, col % 2 == 0 ? -0.0f : 0.0f); // groups of both zeros
+        w.setFloat(5L * 128 + col, -0.0f); // groups of -0.0 only
+        w.setFloat(7L * 128 + col, col % 3 == 0 ? -0.0f : col * 1e-3f); // min -0.0 among positives
+        w.setFloat(9L * 128 + col, col % 3 == 0 ? 0.0f : -col * 1e-3f); // max 0.0 among negatives
+      }
+      assertSameAsReference(w, c);
+      Tensor nan = gaussian(new Random(4), 16, 128);
+      nan.bytes().putShort(2 * (9 * 128 + 40), (short) 0xffc0); // -NaN: sign bit set
+      for (var backend : List.of(ReferenceBackend.INSTANCE, SIMD)) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            () -> backend.quantize(nan, c, GlobalStats.NONE, new QuantStats()));
+        assertTrue(e.getMessage().contains("row 9, column 40"), e.getMessage());
+      }
+    }
+  }
+
   /** Every part's bytes and the stats equal the reference's, reading from a heap and from a direct buffer. */
   private static void assertSameAsReference(Tensor w, QuantConfig c) {
     String what = c + " " + w;

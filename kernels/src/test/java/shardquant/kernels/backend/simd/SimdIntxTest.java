@@ -81,4 +81,21 @@ class SimdIntxTest {
     SimdDifferential.assertSameRefusal(SimdDifferential.random(DType.BF16, 2, 48, new Random(2)), c);
     SimdDifferential.assertSameRefusal(Tensor.allocate(DType.BF16, 0, 64), c);
   }
+
+  /**
+   * The absmax is an int max of the magnitudes' bits: a NaN with its sign bit set must still be refused,
+   * in groups and in whole rows longer than a chunk (int8).
+   */
+  @Test
+  void refusesANaNWithItsSignBitSet() {
+    for (Recipe recipe : new Recipe[] {Recipe.INTX_WEIGHT_ONLY, Recipe.INT8_WEIGHT_ONLY}) {
+      QuantConfig c = QuantConfig.of(recipe);
+      Tensor bf16 = SimdDifferential.random(DType.BF16, 3, 512, new Random(3));
+      bf16.bytes().putShort(2 * (2 * 512 + 40), (short) 0xffc0);
+      SimdDifferential.assertSameRefusal(bf16, c);
+      Tensor f32 = SimdDifferential.random(DType.F32, 3, 512, new Random(3));
+      f32.bytes().putInt(4 * (512 + 300), 0xffc00001);
+      SimdDifferential.assertSameRefusal(f32, c);
+    }
+  }
 }
