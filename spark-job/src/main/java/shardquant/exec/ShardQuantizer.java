@@ -80,7 +80,7 @@ public final class ShardQuantizer implements Serializable {
   /** Quantizes, copies or repacks every shard of one task's group. */
   public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
-    Backend b = TaskGpu.backend(backend);
+    Backend b = TaskGpu.backend(backend, Plan.recipes(plan.config()));
     String used = plan.config() == null ? REPACK_BACKEND : b.nameFor(plan.config().recipe());
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0]);
         ShardWriter writer = token == null ? null : new ShardWriter(plan, outputDir, token)) {
@@ -219,7 +219,7 @@ public final class ShardQuantizer implements Serializable {
   /** The recipe's first pass: each shard's partial ({@link Backend#firstPass}). */
   public List<Tuple2<Integer, float[]>> firstPass(int[] group) throws IOException {
     List<Tuple2<Integer, float[]>> out = new ArrayList<>();
-    Backend b = TaskGpu.backend(backend);
+    Backend b = TaskGpu.backend(backend, Plan.recipes(plan.config()));
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("first-pass-" + group[0])) {
       for (int s : group) {
         Plan.Shard shard = plan.shards().get(s);

@@ -23,12 +23,13 @@ public final class TaskGpu {
 
   /**
    * The backend named {@code backend} for the running task, on the task's GPU where it uses one, with the
-   * job's {@link #TASKS_PER_GPU} (it counts where this JVM's GPU backend starts: one per GPU per JVM).
+   * job's {@link #TASKS_PER_GPU} (it counts where this JVM's GPU backend starts: one per GPU per JVM);
+   * where this call starts the CPU backend, only the job's {@code recipes} are self-checked up front.
    */
-  static Backend backend(String backend) {
+  static Backend backend(String backend, java.util.Collection<shardquant.kernels.quant.Recipe> recipes) {
     SparkEnv env = SparkEnv.get();
     return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")),
-        tasksPerGpu(env == null ? null : env.conf().get(TASKS_PER_GPU, null)));
+        tasksPerGpu(env == null ? null : env.conf().get(TASKS_PER_GPU, null)), recipes);
   }
 
   /** {@code setting}'s number, or the default where it is unset or not a number (as Integer.getInteger reads it). */

@@ -31,6 +31,7 @@ import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
 import shardquant.kernels.quant.QuantConfig;
 import shardquant.kernels.quant.Int4Layout;
+import shardquant.kernels.quant.Recipe;
 import shardquant.plan.InputCheckpoint;
 import shardquant.plan.ModelFiles;
 import shardquant.plan.QuantizationConfig;
@@ -96,7 +97,8 @@ public final class QuantizeJob {
       throws IOException {
     long start = System.nanoTime();
     // Before any SparkConf: Spark's logging setup would swallow the backend's one line on the console.
-    checkBackend(o.backend(), o.master() != null ? o.master() : System.getProperty("spark.master", LOCAL_MASTER));
+    checkBackend(o.backend(), o.master() != null ? o.master() : System.getProperty("spark.master", LOCAL_MASTER),
+        Plan.recipes(o.spec().config()));
     SparkConf conf = sparkConf(o, command);
     Configuration hadoop = SparkHadoopUtil.get().newConfiguration(conf);
     InputCheckpoint input = InputCheckpoint.read(o.input(), hadoop);
@@ -262,11 +264,12 @@ public final class QuantizeJob {
    * needs no GPU, and opening one here would only cost time (an executor without CUDA fails its task
    * with the reason).
    */
-  private static void checkBackend(String backend, String master) {
+  private static void checkBackend(String backend, String master, List<Recipe> recipes) {
     try {
       Backends.checkName(backend);
       if (master.startsWith("local")) {
-        Backends.forName(backend);
+        // only the job's recipes are self-checked now (the others on first use): ~0.3 s each
+        Backends.forName(backend, 0, Backends.TASKS_PER_GPU, recipes);
       }
     } catch (IllegalArgumentException e) {
       throw new UserError("--backend: " + e.getMessage());

@@ -35,6 +35,11 @@ public record Plan(QuantConfig config, Int4Layout layout, String fingerprint, St
    * One input tensor and its fate; {@code metadata} is its per-tensor {@code __metadata__} value in the
    * output file, and {@code repack} (REPACK only, else null) where its source parts lie.
    */
+  /** The recipes a job of {@code config} quantizes with: none for a repack (null config). */
+  public static java.util.List<shardquant.kernels.quant.Recipe> recipes(QuantConfig config) {
+    return config == null ? java.util.List.of() : java.util.List.of(config.recipe());
+  }
+
   public record Tensor(int index, InputTensor input, Action action, String metadata, Repack repack, int file,
       List<StoredPart> parts, int firstShard, int shardCount) implements Serializable {
     public long storedBytes() {

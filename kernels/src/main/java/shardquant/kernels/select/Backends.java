@@ -2,9 +2,12 @@ package shardquant.kernels.select;
 
 import java.lang.reflect.InvocationTargetException;
 import java.util.ArrayList;
+import java.util.Collection;
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.SelfCheck;
@@ -53,11 +56,20 @@ public final class Backends {
    * first call runs the self-check (about a second).
    */
   public static Backend cpu() {
+    return cpu(EnumSet.allOf(Recipe.class));
+  }
+
+  /**
+   * {@link #cpu()}, where the first call of the JVM self-checks only {@code checkFirst} (the recipes a
+   * job runs) before it returns, and any other recipe on its first use, so a job does not pay for the
+   * check of kernels it never runs.
+   */
+  public static Backend cpu(Collection<Recipe> checkFirst) {
     Backend b = cpu;
     if (b == null) {
       synchronized (Backends.class) {
         if (cpu == null) {
-          cpu = chooseCpu();
+          cpu = chooseCpu(checkFirst.isEmpty() ? EnumSet.noneOf(Recipe.class) : EnumSet.copyOf(checkFirst));
         }
         b = cpu;
       }
@@ -112,9 +124,17 @@ public final class Backends {
    * (later calls share it, and its limit).
    */
   public static Backend forName(String name, int cudaOrdinal, int tasksPerGpu) {
+    return forName(name, cudaOrdinal, tasksPerGpu, EnumSet.allOf(Recipe.class));
+  }
+
+  /**
+   * {@link #forName(String, int, int)} for a job that runs {@code recipes}: where this call starts the CPU
+   * backend, only those are self-checked before it returns (see {@link #cpu(Collection)}).
+   */
+  public static Backend forName(String name, int cudaOrdinal, int tasksPerGpu, Collection<Recipe> recipes) {
     return switch (name) {
-      case "auto" -> auto(cudaOrdinal, tasksPerGpu);
-      case "cpu" -> cpu();
+      case "auto" -> auto(cudaOrdinal, tasksPerGpu, recipes);
+      case "cpu" -> cpu(recipes);
       case "reference" -> reference();
       case "cuda" -> {
         if (!CudaProbe.available() && !CUDA.containsKey(cudaOrdinal)) {
@@ -150,7 +170,7 @@ public final class Backends {
   }
 
   /** CUDA where the probe finds a GPU and its backend starts, else the CPU; says once which and why. */
-  private static Backend auto(int cudaOrdinal, int tasksPerGpu) {
+  private static Backend auto(int cudaOrdinal, int tasksPerGpu, Collection<Recipe> recipes) {
     String problem = CUDA.containsKey(cudaOrdinal) ? null : CudaProbe.problem();
     if (problem == null) {
       try {
@@ -164,7 +184,7 @@ public final class Backends {
             + String.valueOf(e.getMessage()).lines().findFirst().orElse("");
       }
     }
-    Backend b = cpu();
+    Backend b = cpu(recipes);
     List<String> off = new ArrayList<>();
     if (b instanceof CheckedBackend checked) {
       checked.off().keySet().forEach(r -> off.add(r.cliName() + " (self-check failed)"));
@@ -181,9 +201,9 @@ public final class Backends {
     }
   }
 
-  private static Backend chooseCpu() {
+  private static Backend chooseCpu(Set<Recipe> checkFirst) {
     if (installed != null) {
-      return checked(installed, installed);
+      return checked(installed, installed, checkFirst);
     }
     if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
       return fallBack("the jdk.incubator.vector module is not loaded (run java with --add-modules=jdk.incubator.vector)");
@@ -195,7 +215,7 @@ public final class Backends {
         return fallBack("this CPU's preferred vectors are " + bits + " bits; the SIMD kernels need " + MIN_VECTOR_BITS);
       }
       Backend simd = (Backend) c.getConstructor().newInstance();
-      return checked(simd, isolatedCopy());
+      return checked(simd, isolatedCopy(), checkFirst);
     } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
       Throwable cause = e instanceof InvocationTargetException i ? i.getCause() : e;
       return fallBack("the SIMD backend failed to load: " + SelfCheck.firstLine(cause));
@@ -247,11 +267,12 @@ public final class Backends {
    * {@link #isolatedCopy()}): those that differ or throw run on the reference, named in one warning with
    * the Java version and why; where none passes, the reference alone.
    */
-  private static Backend checked(Backend fast, Backend checkedCopy) {
+  private static Backend checked(Backend fast, Backend checkedCopy, Set<Recipe> checkFirst) {
     List<Recipe> recipes = new ArrayList<>();
+    Set<Recipe> later = EnumSet.noneOf(Recipe.class);
     for (Recipe r : Recipe.values()) {
       if (!fast.nameFor(r).equals(ReferenceBackend.INSTANCE.name())) {
-        recipes.add(r);
+        (checkFirst.contains(r) ? recipes : later).add(r);
       }
     }
     Map<Recipe, String> failed = SelfCheck.failures(recipes, SelfCheck.awkward(), ReferenceBackend.INSTANCE,
@@ -264,13 +285,15 @@ public final class Backends {
       byReason.forEach((why, names) -> parts.add(String.join(", ", names) + ": " + why));
       String reason = "the " + fast.name() + " kernels failed their self-check against the reference ("
           + String.join("; ", parts) + ")";
-      if (failed.size() == recipes.size()) {
+      if (failed.size() == recipes.size() && later.isEmpty()) {
         return fallBack(System.Logger.Level.WARNING, reason);
       }
       LOG.log(System.Logger.Level.WARNING, "shardquant: on " + SelfCheck.runtime() + " " + reason + "; "
           + String.join(", ", failed.keySet().stream().map(Recipe::cliName).toList()) + " run on the scalar reference");
     }
-    return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed);
+    return new CheckedBackend(fast, ReferenceBackend.INSTANCE, failed, later,
+        r -> SelfCheck.failures(List.of(r), SelfCheck.awkward(), ReferenceBackend.INSTANCE, checkedCopy::quantize,
+            checkedCopy::firstPass).get(r));
   }
 
   private static Backend fallBack(String why) {

@@ -1,7 +1,10 @@
 package shardquant.kernels.select;
 
 import java.util.EnumMap;
+import java.util.EnumSet;
 import java.util.Map;
+import java.util.Set;
+import java.util.function.Function;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.SelfCheck;
 import shardquant.kernels.quant.GlobalStats;
@@ -24,12 +27,29 @@ final class CheckedBackend implements Backend {
   private final Backend fast;
   private final Backend reference;
   private final Map<Recipe, String> off = new EnumMap<>(Recipe.class);
+  /** Recipes not self-checked yet: each is checked on its first use ({@link #check}). */
+  private final Set<Recipe> unchecked = EnumSet.noneOf(Recipe.class);
+  private final Function<Recipe, String> selfCheck;
 
-  /** {@code fast} with {@code failed} (recipe → why) running on {@code reference}. */
+  /** {@code fast} with {@code failed} (recipe → why) running on {@code reference}, every other recipe checked. */
   CheckedBackend(Backend fast, Backend reference, Map<Recipe, String> failed) {
+    this(fast, reference, failed, Set.of(), r -> null);
+  }
+
+  /**
+   * {@code fast} with {@code failed} running on {@code reference}, and the recipes of {@code unchecked}
+   * held back until {@code selfCheck} (recipe → why it failed, or null) has passed them on their first
+   * use: a job pays only for the check of the recipes it runs (the check is mostly the JIT compiling
+   * each recipe's kernels, about 0.3 s a recipe).
+   */
+  CheckedBackend(Backend fast, Backend reference, Map<Recipe, String> failed, Set<Recipe> unchecked,
+      Function<Recipe, String> selfCheck) {
     this.fast = fast;
     this.reference = reference;
+    this.selfCheck = selfCheck;
     off.putAll(failed);
+    this.unchecked.addAll(unchecked);
+    this.unchecked.removeAll(failed.keySet());
   }
 
   @Override
@@ -47,7 +67,20 @@ final class CheckedBackend implements Backend {
     return Map.copyOf(off);
   }
 
+  /**
+   * Whether {@code recipe} runs on the reference; its self-check first where it has not run yet (under
+   * this object's lock, so no shard of the recipe runs on the fast kernels before it has passed).
+   */
   private synchronized boolean isOff(Recipe recipe) {
+    if (unchecked.remove(recipe)) {
+      String why = selfCheck.apply(recipe);
+      if (why != null) {
+        off.put(recipe, why);
+        LOG.log(System.Logger.Level.WARNING, "shardquant: on " + SelfCheck.runtime() + " the " + fast.name()
+            + " kernels failed their self-check against the reference (" + recipe.cliName() + ": " + why + "); "
+            + recipe.cliName() + " runs on the scalar reference");
+      }
+    }
     return off.containsKey(recipe);
   }
 

@@ -93,6 +93,24 @@ class BackendsTest {
   }
 
   @Test
+  void aJobChecksItsOwnRecipesFirstAndAnyOtherBeforeItsFirstShard() {
+    Backends.installCpu(BrokenBackend.simd(Fault.WRONG_BYTE, Recipe.INT8_DYNAMIC));
+    Backend cpu = Backends.cpu(List.of(Recipe.INT8_WEIGHT_ONLY));
+    assertEquals(List.of(), warnings(), "only the job's recipe is checked up front, and it passes");
+    assertEquals("cpu-simd", cpu.nameFor(Recipe.INT8_WEIGHT_ONLY));
+    assertSame(cpu, Backends.cpu(), "one CPU backend per JVM");
+    // the broken recipe's first use checks it before its first shard runs: that shard is the reference's
+    Tensor w = SimdDifferential.random(DType.BF16, 3, 64, new Random(2));
+    assertSameAsReference(cpu, w, QuantConfig.of(Recipe.INT8_DYNAMIC));
+    assertEquals("reference", cpu.nameFor(Recipe.INT8_DYNAMIC));
+    assertEquals("cpu-simd", cpu.nameFor(Recipe.INT8_WEIGHT_ONLY));
+    assertEquals(1, warnings().size(), logged.toString());
+    String line = warnings().get(0);
+    assertTrue(line.contains("Java " + System.getProperty("java.version")) && line.contains("int8-dynamic")
+        && line.contains("differs") && !line.contains("int8-weight-only"), line);
+  }
+
+  @Test
   void aWrongByteSendsThatRecipeToTheReferenceAndNoOther() {
     Backends.installCpu(BrokenBackend.simd(Fault.WRONG_BYTE, Recipe.INT8_WEIGHT_ONLY));
     Backend cpu = Backends.cpu();
