@@ -150,7 +150,7 @@ SQ_DEVICE void i4_quantize(const void* __restrict__ x, int cols, int realRows, i
       if (real && c0 + i < cols) {
         float d = sq_round_to_hw(__fmul_rn((float)(qv - 8), s), SQ_DTYPE_BF16);
         d = sq_round_to_hw(__fadd_rn(d, zero), SQ_DTYPE_BF16);
-        sq_rt_term(signal, error, 8 * t + i, v[i], d, &maxErr, &nonFinite);
+        sq_pair_terms(v[i], d, &signal[8 * t + i], &error[8 * t + i], &maxErr, &nonFinite);
       }
     }
     reinterpret_cast<uint2*>(codes)[t] = uint2{packed0, packed1};

@@ -242,14 +242,14 @@ extern "C" __global__ void __launch_bounds__(256) nf4_stats(const void* __restri
         for (int e = 0; e < 8; e++) {
           const int code = (word >> (8 * (e >> 1) + ((e & 1) == 0 ? 4 : 0))) & 0xF;
           const float d = sq_round_to(__fmul_rn(table[code], sd), dtype);
-          sq_rt_term(signal, error, 8 * t + e, v[e], d, &maxErr, &nonFinite);
+          sq_pair_terms(v[e], d, &signal[8 * t + e], &error[8 * t + e], &maxErr, &nonFinite);
         }
       } else {
         for (int e = 0; e < 8 && c0 + e < cols; e++) {
           const long long i = i0 + e;
           const int code = (data[i >> 1] >> ((i & 1) == 0 ? 4 : 0)) & 0xF;
           const float d = sq_round_to(__fmul_rn(table[code], scalerDq[i / NF4_BLOCK]), dtype);
-          sq_rt_term(signal, error, 8 * t + e, v[e], d, &maxErr, &nonFinite);
+          sq_pair_terms(v[e], d, &signal[8 * t + e], &error[8 * t + e], &maxErr, &nonFinite);
         }
       }
     }

@@ -227,7 +227,7 @@ SQ_DEVICE void sq_warp_finish_stats(const SqLane* mine, int clipped, SqRowStats*
 // QuantStats' fixed-order sums with the arithmetic taken off the serial chains. A row is worked on by a
 // row group of T threads (8..128, a power of two; a multiple of 32 when it spans warps), thread t taking 8
 // consecutive columns 8t .. 8t+7 of each slice of 8T columns (one 16-byte load for 16-bit input). Per
-// slice every thread computes its elements' terms with sq_rt_term ((double)x*x and e*e, e = (double)x - d,
+// slice every thread computes its elements' terms with sq_pair_terms ((double)x*x and e*e, e = (double)x - d,
 // in shared memory in element order; a non-finite pair stores zeros and is counted apart, as
 // sq_lane_add leaves it out), then, after a barrier, the row group's threads 0..7 (the chain threads)
 // only add them: chain c adds elements c, c+8, ... of the slice in order (sq_rt_chain), which is
@@ -243,9 +243,34 @@ SQ_DEVICE void sq_warp_finish_stats(const SqLane* mine, int clipped, SqRowStats*
   type* name = reinterpret_cast<type*>(sq_dyn_smem)
 #endif
 
-// 16 bits of a packed pair as float32 (bf16: the bits shifted; f16: sq_f16_to_float).
-SQ_DEVICE float sq_rt_half(unsigned int bits16, int dtype) {
-  return dtype == SQ_DTYPE_BF16 ? sq_bits_float(bits16 << 16) : sq_f16_to_float((sq_f16)bits16);
+// A 16-bit element (bf16 or f16 bits) as float32, exact; f16 with the GPU's conversion for non-NaN
+// values (a NaN input is refused anyway, but keeps the software bits).
+SQ_DEVICE float sq_half_to_float(unsigned int h, int dtype) {
+  if (dtype == SQ_DTYPE_BF16) {
+    return sq_bf16_to_float((sq_bf16)h);
+  }
+#ifdef __CUDACC__
+  if ((h & 0x7FFFu) <= 0x7C00u) {
+    float r;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"((unsigned short)h));
+    return r;
+  }
+#endif
+  return sq_f16_to_float((sq_f16)h);
+}
+
+// The terms of one (x, dequantized) pair, as sq_lane_add would add them; |e| folded into *maxErr.
+SQ_DEVICE void sq_pair_terms(float x, float d, double* signal, double* error, float* maxErr, int* nonFinite) {
+  if (!sq_finite(x) || !sq_finite(d)) {
+    ++*nonFinite;
+    *signal = 0.0;
+    *error = 0.0;
+    return;
+  }
+  double e = __dsub_rn((double)x, (double)d);
+  *signal = __dmul_rn((double)x, (double)x);
+  *error = __dmul_rn(e, e);
+  *maxErr = fmaxf(*maxErr, (float)fabs(e));
 }
 
 // Elements c .. c+7 of the row starting at element `base` of input x (dtype SQ_DTYPE_*) as float32, zero
@@ -271,8 +296,8 @@ SQ_DEVICE void sq_rt_load8(const void* __restrict__ x, long long base, int c, in
       const unsigned int words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
       for (int i = 0; i < 4; i++) {
-        v[2 * i] = sq_rt_half(words[i] & 0xFFFFu, dtype);
-        v[2 * i + 1] = sq_rt_half(words[i] >> 16, dtype);
+        v[2 * i] = sq_half_to_float(words[i] & 0xFFFFu, dtype);
+        v[2 * i + 1] = sq_half_to_float(words[i] >> 16, dtype);
       }
     }
   } else {
@@ -281,20 +306,6 @@ SQ_DEVICE void sq_rt_load8(const void* __restrict__ x, long long base, int c, in
       v[i] = real && c + i < cols ? sq_load(x, base + c + i, dtype) : 0.0f;
     }
   }
-}
-
-// Stores element j's terms (j within the slice) and counts its pair into maxErr / nonFinite.
-SQ_DEVICE void sq_rt_term(double* signal, double* error, int j, float x, float d, float* maxErr, int* nonFinite) {
-  if (!sq_finite(x) || !sq_finite(d)) {
-    (*nonFinite)++;
-    signal[j] = 0.0;
-    error[j] = 0.0;
-    return;
-  }
-  const double e = __dsub_rn((double)x, (double)d);
-  signal[j] = __dmul_rn((double)x, (double)x);
-  error[j] = __dmul_rn(e, e);
-  *maxErr = fmaxf(*maxErr, (float)fabs(e));
 }
 
 // Chain thread c (0..7) adds the slice's terms c, c+8, ... below count, in order.
@@ -363,22 +374,6 @@ SQ_DEVICE float sq_round_to_hw(float f, int dtype) {
 #else
   return sq_round_to(f, dtype);
 #endif
-}
-
-// A 16-bit element (bf16 or f16 bits) as float32, exact; f16 with the GPU's conversion for non-NaN
-// values (a NaN input is refused anyway, but keeps the software bits).
-SQ_DEVICE float sq_half_to_float(unsigned int h, int dtype) {
-  if (dtype == SQ_DTYPE_BF16) {
-    return sq_bf16_to_float((sq_bf16)h);
-  }
-#ifdef __CUDACC__
-  if ((h & 0x7FFFu) <= 0x7C00u) {
-    float r;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"((unsigned short)h));
-    return r;
-  }
-#endif
-  return sq_f16_to_float((sq_f16)h);
 }
 
 // Element i of a row of dtype SQ_DTYPE_*, as sq_load (f16 as sq_half_to_float).
@@ -477,20 +472,6 @@ SQ_DEVICE int sq_block_sum(int v) {
   for (int w = 0; w < (int)(blockDim.x >> 5); w++) r += part[w];
   __syncthreads();
   return r;
-}
-
-// The terms of one (x, dequantized) pair, as sq_lane_add would add them; |e| folded into *maxErr.
-SQ_DEVICE void sq_pair_terms(float x, float d, double* signal, double* error, float* maxErr, int* nonFinite) {
-  if (!sq_finite(x) || !sq_finite(d)) {
-    ++*nonFinite;
-    *signal = 0.0;
-    *error = 0.0;
-    return;
-  }
-  double e = __dsub_rn((double)x, (double)d);
-  *signal = __dmul_rn((double)x, (double)x);
-  *error = __dmul_rn(e, e);
-  *maxErr = fmaxf(*maxErr, (float)fabs(e));
 }
 
 // One block's verification sums of a row, fed tile by tile (SQ_TERM_TILE elements at most, in row order).
