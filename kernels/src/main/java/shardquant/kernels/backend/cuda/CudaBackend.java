@@ -163,6 +163,15 @@ public final class CudaBackend implements Backend {
     return gpu.resident().release(job);
   }
 
+  /**
+   * Input shards kept on this GPU by a first pass so far, and of those taken by a second pass (each an
+   * upload saved), and kept now: tests check a job on one GPU uploads each shard once.
+   */
+  public long[] residentCounts() {
+    ResidentInputs r = gpu.resident();
+    return new long[] {r.offered(), r.hits(), r.size()};
+  }
+
   /** What this GPU keeps between stages ({@link ResidentInputs}), for tests. */
   ResidentInputs resident() {
     return gpu.resident();
