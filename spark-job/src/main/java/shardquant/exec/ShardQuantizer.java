@@ -97,7 +97,7 @@ public final class ShardQuantizer implements Serializable {
           written = writer == null ? null : writer.write(t, shard, parts);
         } else {
           try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
-            Tensor rows = in.shard().data();
+            Tensor rows = marked(in.shard().data(), t.input(), shard);
             List<ShardPart> parts = new ArrayList<>();
             if (t.quantized()) {
               failIfAsked(t.input(), rows);
@@ -230,7 +230,7 @@ public final class ShardQuantizer implements Serializable {
         try (ShardBatch<TensorShard> in = read(inputs, shard, alloc)) {
           float[] partial;
           try {
-            partial = b.firstPass(plan.config(), in.shard().data());
+            partial = b.firstPass(plan.config(), marked(in.shard().data(), t.input(), shard));
           } catch (IllegalArgumentException e) {
             // NaN and infinity are refused; say where, in the file's terms (a rare, slow path)
             checkFinite(t.input(), shard, in.shard().data());
@@ -241,6 +241,21 @@ public final class ShardQuantizer implements Serializable {
       }
     }
     return out;
+  }
+
+  /**
+   * {@code rows} marked with where they were read ({@link Tensor#origin}: this Spark application, the
+   * file, offset and length), so a GPU backend may keep the first pass's upload for the second stage;
+   * unmarked outside Spark. Both stages read a shard through here, at the same place.
+   */
+  static Tensor marked(Tensor rows, InputTensor in, Plan.Shard shard) {
+    SparkEnv env = SparkEnv.get();
+    String app = env == null ? null : env.conf().get("spark.app.id", null);
+    if (app == null) {
+      return rows;
+    }
+    long offset = in.offset() + shard.rowStart() * in.rowBytes();
+    return rows.withOrigin(new Tensor.Origin(app, in.file() + "@" + offset + "+" + rows.byteSize()));
   }
 
   private ShardBatch<TensorShard> read(OpenFiles inputs, Plan.Shard shard, BufferAllocator alloc) throws IOException {

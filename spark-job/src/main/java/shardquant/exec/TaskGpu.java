@@ -1,9 +1,12 @@
 package shardquant.exec;
 
 import java.util.Map;
+import org.apache.spark.SparkContext;
 import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerApplicationEnd;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.cuda.CudaDevices;
 import shardquant.kernels.select.Backends;
@@ -30,6 +33,21 @@ public final class TaskGpu {
     SparkEnv env = SparkEnv.get();
     return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")),
         tasksPerGpu(env == null ? null : env.conf().get(TASKS_PER_GPU, null)), recipes);
+  }
+
+  /**
+   * When {@code sc}'s application ends (also a failed one), frees what this JVM's GPU backends keep on
+   * their devices for it between stages ({@link Backends#jobEnded}): in local mode the executors are this
+   * JVM; a cluster's executors end with the application.
+   */
+  public static void releaseAtEnd(SparkContext sc) {
+    String app = sc.applicationId();
+    sc.addSparkListener(new SparkListener() {
+      @Override
+      public void onApplicationEnd(SparkListenerApplicationEnd end) {
+        Backends.jobEnded(app);
+      }
+    });
   }
 
   /** {@code setting}'s number, or the default where it is unset or not a number (as Integer.getInteger reads it). */

@@ -26,6 +26,7 @@ import shardquant.exec.FileAssembler;
 import shardquant.exec.FileResult;
 import shardquant.exec.ShardQuantizer;
 import shardquant.exec.ShardWriter;
+import shardquant.exec.TaskGpu;
 import shardquant.io.Storage;
 import shardquant.kernels.select.Backends;
 import shardquant.kernels.quant.GlobalStats;
@@ -144,6 +145,7 @@ public final class QuantizeJob {
         sparkStarted = System.nanoTime();
         Progress progress = new Progress(plan, groups, build, command, console, 2000);
         sc.sc().addSparkListener(progress);
+        TaskGpu.releaseAtEnd(sc.sc()); // NF4's shards kept on a GPU between the stages
         Map<Integer, GlobalStats> globals = plan.config() != null && plan.config().recipe().firstPass().isPresent()
             ? firstPass(sc, plan, groups, o.backend()) : Map.of();
         if (token != null) { // made here, once: a task never creates one (see ShardWriter)

@@ -62,6 +62,8 @@ class CudaJobTest {
     Path input = JobTestSupport.golden("torchao-0.19-formats").resolve("input.safetensors");
     long launches = device.launches();
     long cpuAnswers = cuda.cpuAnswers();
+    long[] resident = cuda.residentCounts();
+    long uploaded = device.uploadedBytes();
     Run gpu = JobTestSupport.quantize(input, tmp.resolve("cuda"), "--recipe", recipe, "--backend", "cuda",
         "--shard-bytes", "65536");
     assertEquals(0, gpu.status(), gpu::toString);
@@ -71,6 +73,18 @@ class CudaJobTest {
     assertTrue(device.launches() > launches, "no kernel ran");
     assertNull(cuda.failure(), "the emulated GPU failed during the job");
     assertEquals(cpuAnswers, cuda.cpuAnswers(), "shards of the job went to the CPU");
+    if (r == Recipe.NF4) { // one GPU: each first pass keeps its shard, its second pass takes it (no upload)
+      long[] now = cuda.residentCounts();
+      long kept = now[0] - resident[0];
+      long taken = now[1] - resident[1];
+      long bytes = device.uploadedBytes() - uploaded;
+      String counts = kept + " shards kept, " + taken + " taken, " + now[2] + " left; " + bytes + " bytes uploaded for a "
+          + java.nio.file.Files.size(input) + "-byte file";
+      assertTrue(kept > 0, counts);
+      assertEquals(kept, taken, counts);
+      assertEquals(0, now[2], counts);
+      assertTrue(bytes < java.nio.file.Files.size(input) * 5 / 4, "each shard uploaded once: " + counts);
+    }
     JsonNode report = new ObjectMapper().readTree(tmp.resolve("cuda").resolve(OutputDir.REPORT).toFile());
     List<String> backends = new ArrayList<>();
     report.findValues("backend").forEach(b -> backends.add(b.asText()));

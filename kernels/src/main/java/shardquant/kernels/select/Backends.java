@@ -164,6 +164,14 @@ public final class Backends {
     return b;
   }
 
+  /**
+   * Job {@code job} ended: this JVM's CUDA backends free the input shards they keep for it between its
+   * stages ({@link CudaBackend#releaseResident}).
+   */
+  public static void jobEnded(String job) {
+    CUDA.values().forEach(b -> b.releaseResident(job));
+  }
+
   /** Removes what {@link #installCuda} put at {@code ordinal}. */
   public static void uninstallCuda(int ordinal) {
     CUDA.remove(ordinal);

@@ -18,12 +18,46 @@ public final class Tensor {
   private final ByteBuffer data;
   /** numel(shape), taken once: every element access checks its index against it. */
   private final long numel;
+  /** Where the job read these bytes from, or null: see {@link #withOrigin}. */
+  private final Origin origin;
+
+  /**
+   * Where a job read a tensor's bytes from, so a device backend may recognize the same bytes in a later
+   * stage of the same job (CUDA keeps NF4's first-pass upload for its second pass): {@code job} names the
+   * run (entries of another run are stale), {@code source} the bytes within it (file, offset, length).
+   * Two tensors with equal origins, dtypes and shapes hold the same bytes; nothing else reads it.
+   */
+  public record Origin(String job, String source) {
+    public Origin {
+      java.util.Objects.requireNonNull(job, "job");
+      java.util.Objects.requireNonNull(source, "source");
+    }
+  }
 
   private Tensor(DType dtype, long[] shape, ByteBuffer data) {
+    this(dtype, shape, data, null);
+  }
+
+  private Tensor(DType dtype, long[] shape, ByteBuffer data, Origin origin) {
     this.dtype = dtype;
     this.shape = shape.clone();
     this.numel = numel(this.shape);
     this.data = data.slice().order(ByteOrder.LITTLE_ENDIAN);
+    this.origin = origin;
+  }
+
+  /**
+   * This tensor (the same bytes, not a copy) marked as read from {@code origin}; null clears the mark.
+   * The caller vouches that every tensor it marks with an equal origin, dtype and shape holds equal bytes.
+   * Views made from the result ({@link #rowSlice}, {@link #reshape}) carry no origin.
+   */
+  public Tensor withOrigin(Origin origin) {
+    return new Tensor(dtype, shape, data, origin);
+  }
+
+  /** Where these bytes were read from ({@link #withOrigin}), or null. */
+  public Origin origin() {
+    return origin;
   }
 
   /** Wraps bytes (position to limit) without copying; their count must match dtype and shape. */

@@ -40,6 +40,12 @@ public final class CudaBackend implements Backend {
   private volatile String failure;
   private final LongAdder cpuAnswers = new LongAdder();
   private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
+  /**
+   * Input shards kept between a job's stages take at most 1/{@value} of the GPU's memory: the rest leaves
+   * room for {@code tasksPerGpu} shards at work (each its input and outputs, rounded up to the device
+   * allocator's power-of-two size classes, which this budget does not count) and for other users.
+   */
+  static final int RESIDENT_FRACTION = 4;
 
   CudaBackend(CudaDevice device, Backend cpu, int tasksPerGpu) {
     this(device, cpu, tasksPerGpu, CudaShard.CHUNK_BYTES);
@@ -47,10 +53,18 @@ public final class CudaBackend implements Backend {
 
   /** {@code chunkBytes}: the upload chunk (tests make it small to exercise double buffering). */
   CudaBackend(CudaDevice device, Backend cpu, int tasksPerGpu, long chunkBytes) {
+    this(device, cpu, tasksPerGpu, chunkBytes, device.totalMemory() / RESIDENT_FRACTION);
+  }
+
+  /**
+   * {@code residentBytes}: at most this much device memory holds input shards kept between a job's
+   * stages ({@link ResidentInputs}; 0 keeps none).
+   */
+  CudaBackend(CudaDevice device, Backend cpu, int tasksPerGpu, long chunkBytes, long residentBytes) {
     if (tasksPerGpu < 1) {
       throw new IllegalArgumentException("tasks per GPU must be at least 1, got " + tasksPerGpu);
     }
-    this.gpu = new Gpu(device, chunkBytes);
+    this.gpu = new Gpu(device, chunkBytes, new ResidentInputs(residentBytes));
     this.cpu = cpu;
     this.slots = new Semaphore(tasksPerGpu, true);
     this.tasksPerGpu = tasksPerGpu;
@@ -139,6 +153,28 @@ public final class CudaBackend implements Backend {
     this.tasksPerGpu = of.tasksPerGpu;
     this.recipes.putAll(of.recipes);
     this.disabled.putAll(of.disabled);
+  }
+
+  /**
+   * Frees the input shards kept on this GPU for job {@code job} (every job's where null): the job ended,
+   * so a shard whose second pass ran elsewhere, or never ran, is not taken any more. Returns how many.
+   */
+  public int releaseResident(String job) {
+    return gpu.resident().release(job);
+  }
+
+  /**
+   * Input shards kept on this GPU by a first pass so far, and of those taken by a second pass (each an
+   * upload saved), and kept now: tests check a job on one GPU uploads each shard once.
+   */
+  public long[] residentCounts() {
+    ResidentInputs r = gpu.resident();
+    return new long[] {r.offered(), r.hits(), r.size()};
+  }
+
+  /** What this GPU keeps between stages ({@link ResidentInputs}), for tests. */
+  ResidentInputs resident() {
+    return gpu.resident();
   }
 
   /** tinygemm int4 layout conversion and dequantization on this backend's device. */
@@ -241,6 +277,11 @@ public final class CudaBackend implements Backend {
       failure = e.toString();
       LOG.log(System.Logger.Level.WARNING, "shardquant: the GPU " + gpu.device().description() + " failed (" + failure
           + "); this and every later shard of this JVM run on the CPU", e);
+      try {
+        gpu.resident().release(null); // nothing runs here any more
+      } catch (RuntimeException again) {
+        // the context may be unusable: its memory goes with it
+      }
     }
   }
 

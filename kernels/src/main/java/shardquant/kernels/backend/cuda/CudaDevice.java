@@ -15,6 +15,11 @@ public interface CudaDevice {
   /** The GPU in words ({@code NVIDIA H100 80GB HBM3, compute 9.0, device 0}). */
   String description();
 
+  /** Bytes of device memory the GPU has ({@code cuDeviceTotalMem}); 0 where unknown. */
+  default long totalMemory() {
+    return 0;
+  }
+
   /** Device memory of at least {@code bytes} bytes (contents undefined). */
   Memory alloc(long bytes);
 

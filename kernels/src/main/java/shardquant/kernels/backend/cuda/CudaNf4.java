@@ -19,6 +19,10 @@ import shardquant.kernels.verify.QuantStats;
  * {@code nf4_stats} (8 to 128 threads per row) for the second; src/main/cuda/nf4.cu holds the numerics. Shards
  * the kernels do not take (a bad shape, a missing or foreign-dtype mean, NaN or infinite weights) go to
  * the CPU backend, which computes them or refuses them with the reference's message.
+ *
+ * <p>The first pass keeps its uploaded shard on the device where the job marked it ({@link
+ * shardquant.kernels.tensor.Tensor#origin}) and the GPU's {@link ResidentInputs} budget allows; the
+ * second pass then uploads nothing but the 128-byte table.
  */
 final class CudaNf4 implements CudaRecipe {
   private static final int BLOCK = Nf4Ref.BLOCK_SIZE;
@@ -75,6 +79,7 @@ final class CudaNf4 implements CudaRecipe {
           return null;
         }
       }
+      gpu.resident().offer(rows, shard); // the second pass takes it where it runs on this GPU
       return out;
     }
   }

@@ -32,6 +32,9 @@ import shardquant.kernels.tensor.Tensor;
  * <p>Kernels see the whole shard: the input buffer holds all rows at their offsets, and a chunk's
  * kernels get the chunk's row range and write the shard's outputs in place, so the layout a kernel
  * writes never depends on how the shard was chunked.
+ *
+ * <p>A shard made with its input already on the device ({@link ResidentInputs}: NF4's first pass kept it)
+ * uploads nothing: {@link #uploadAndRun} launches each chunk's kernels and queues its downloads at once.
  */
 final class CudaShard extends DeviceScope {
   /** Host-to-device chunk size by default; a chunk is rounded to whole row units. */
@@ -59,17 +62,36 @@ final class CudaShard extends DeviceScope {
   private final CudaDevice.Memory input;
   private final long chunkBytes;
   private final List<Output> outputs = new ArrayList<>();
+  /** The input holds the rows already (uploaded and synchronized by an earlier shard). */
+  private final boolean resident;
   private boolean ran;
+  private boolean kept;
 
   CudaShard(CudaDevice dev, Tensor rows, long chunkBytes) {
+    this(dev, rows, chunkBytes, null);
+  }
+
+  /**
+   * With {@code residentInput} non-null, the shard's rows already on the device (everything that wrote
+   * them has run), taken over: freed with the shard; nothing is uploaded.
+   */
+  CudaShard(CudaDevice dev, Tensor rows, long chunkBytes, CudaDevice.Memory residentInput) {
     super(dev);
     this.rows = rows;
     this.chunkBytes = chunkBytes;
+    this.resident = residentInput != null;
     boolean done = false;
     try {
+      if (residentInput != null) {
+        own(residentInput);
+        if (residentInput.size() != Math.max(1, rows.byteSize())) {
+          throw new IllegalArgumentException("a resident input of " + residentInput.size() + " bytes for " + rows
+              + " of " + rows.byteSize());
+        }
+      }
       upload = newStream();
       compute = newStream();
-      input = own(dev.alloc(Math.max(1, rows.byteSize())));
+      input = resident ? residentInput : own(dev.alloc(Math.max(1, rows.byteSize())));
       done = true;
     } finally {
       if (!done) {
@@ -84,6 +106,24 @@ final class CudaShard extends DeviceScope {
 
   CudaDevice.Memory input() {
     return input;
+  }
+
+  /** Whether the rows were on the device already: nothing was uploaded for them. */
+  boolean resident() {
+    return resident;
+  }
+
+  /**
+   * The input, with the rows on it, handed over to the caller (who closes it): after {@link #uploadAndRun},
+   * once. The shard no longer frees it.
+   */
+  CudaDevice.Memory keepInput() {
+    if (!ran || kept) {
+      throw new IllegalStateException(kept ? "the input was kept already" : "keepInput before uploadAndRun");
+    }
+    synchronizeAll(); // the rows are uploaded (uploadAndRun waited for the kernel stream; the upload stream too, now)
+    kept = true;
+    return disown(input);
   }
 
   /**
@@ -127,6 +167,18 @@ final class CudaShard extends DeviceScope {
     int unitsPerChunk = (int) Math.max(1, chunkBytes / (rowBytes * rowUnit));
     int chunkRows = Math.toIntExact(Math.min((long) unitsPerChunk * rowUnit, Math.max(n, 1)));
     int chunks = (n + chunkRows - 1) / chunkRows;
+    if (resident) {
+      CudaDevice.Event queued = own(dev.event()); // what was queued on the upload stream (#upload's parameters)
+      dev.record(queued, upload);
+      dev.waitEvent(compute, queued);
+      for (int r0 = 0; r0 < n; r0 += chunkRows) {
+        int r1 = Math.min(n, r0 + chunkRows);
+        kernels.launch(compute, r0, r1);
+        downloadRows(r0, r1, n);
+      }
+      finish();
+      return;
+    }
     int buffers = Math.max(1, Math.min(STAGING, chunks));
     CudaDevice.Pinned[] staging = new CudaDevice.Pinned[buffers];
     CudaDevice.Event[] uploaded = new CudaDevice.Event[buffers];
@@ -149,12 +201,22 @@ final class CudaShard extends DeviceScope {
       dev.record(uploaded[k], upload);
       dev.waitEvent(compute, uploaded[k]);
       kernels.launch(compute, r0, r1);
-      for (Output o : outputs) {
-        if (o.byRow) {
-          o.download(r0, r1, n);
-        }
+      downloadRows(r0, r1, n);
+    }
+    finish();
+  }
+
+  /** Queues the row outputs' downloads of rows [r0, r1) of {@code n}. */
+  private void downloadRows(int r0, int r1, int n) {
+    for (Output o : outputs) {
+      if (o.byRow) {
+        o.download(r0, r1, n);
       }
     }
+  }
+
+  /** Queues the other outputs' downloads and waits for every download. */
+  private void finish() {
     for (Output o : outputs) {
       if (!o.byRow) {
         o.download(0, 1, 1);

@@ -25,6 +25,14 @@ class DeviceScope implements AutoCloseable {
     return t;
   }
 
+  /** {@code t}, no longer closed with this scope: its new holder closes it. */
+  final <T extends AutoCloseable> T disown(T t) {
+    if (!owned.remove(t)) {
+      throw new IllegalStateException("not owned here: " + t);
+    }
+    return t;
+  }
+
   /** A new stream of this scope. */
   final CudaDevice.Stream newStream() {
     CudaDevice.Stream s = own(dev.stream());

@@ -36,6 +36,7 @@ public final class JCudaDevice implements CudaDevice {
 
   private final int ordinal;
   private final String description;
+  private final long totalMemory;
   private final CUcontext context = new CUcontext();
   private final Map<String, CUfunction> functions = new HashMap<>();
   private final Pool<CUdeviceptr> freeDevice = new Pool<>(size -> {
@@ -163,6 +164,9 @@ public final class JCudaDevice implements CudaDevice {
       len++;
     }
     this.description = new String(name, 0, len, StandardCharsets.US_ASCII) + ", device " + ordinal;
+    long[] total = {0};
+    JCudaDriver.cuDeviceTotalMem(total, dev);
+    this.totalMemory = total[0];
     JCudaDriver.cuDevicePrimaryCtxRetain(context, dev);
     JCudaDriver.cuCtxSetCurrent(context);
     for (String module : CudaModules.MODULES) {
@@ -192,6 +196,11 @@ public final class JCudaDevice implements CudaDevice {
   @Override
   public String description() {
     return description;
+  }
+
+  @Override
+  public long totalMemory() {
+    return totalMemory;
   }
 
   private void current() {

@@ -41,6 +41,9 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   private Path stderr;
   private long launches;
   private long liveAllocations;
+  private long uploadedBytes;
+  /** The memory this emulated GPU claims to have ({@link #totalMemory}); its allocations live on the heap. */
+  public static final long MEMORY = 1L << 30;
 
   @Override
   public String description() {
@@ -50,6 +53,16 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
   /** Kernel launches so far (tests check their host code really used the device). */
   public synchronized long launches() {
     return launches;
+  }
+
+  @Override
+  public long totalMemory() {
+    return MEMORY;
+  }
+
+  /** Bytes queued for copying to the device so far (tests count uploads). */
+  public synchronized long uploadedBytes() {
+    return uploadedBytes;
   }
 
   /** Device allocations not yet closed (tests check nothing leaks, also on failure paths). */
@@ -103,6 +116,9 @@ public final class EmulatedCudaDevice implements CudaDevice, AutoCloseable {
     HeapMemory m = (HeapMemory) dst.memory();
     check(dst.offset(), bytes, m.data.length, "copy to device");
     check(srcOffset, bytes, src.buffer().capacity(), "copy from pinned memory");
+    synchronized (this) {
+      uploadedBytes += bytes;
+    }
     enqueue((Queue) s, Op.Kind.UPLOAD, bytes + " bytes", () -> src.buffer().duplicate().position(Math.toIntExact(srcOffset))
         .get(m.data, Math.toIntExact(dst.offset()), Math.toIntExact(bytes)));
   }
