@@ -38,10 +38,7 @@ extern "C" __global__ void __launch_bounds__(256, 8) int8_rowwise(const void* __
   sq_row_load(x, row, cols, dtype, cache, [&](float v) { sq_range_add(v, &mn, &mx, &bad); });
   bad = sq_block_sum(bad);  // its barriers also publish the cached row
   if (bad != 0) {
-    if (threadIdx.x == 0) {
-      SqRowStats r = {0.0, 0.0, 0.0f, 0, bad, 0};
-      stats[row] = r;
-    }
+    sq_block_row_non_finite(bad, &stats[row]);
     return;  // the whole block
   }
   mn = sq_block_min(mn);

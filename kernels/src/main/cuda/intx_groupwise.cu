@@ -94,10 +94,7 @@ extern "C" __global__ void __launch_bounds__(256, 8) intx_groupwise(
   sq_row_load(x, row, cols, dtype, cache, [&](float v) { bad += !sq_finite(v); });
   bad = sq_block_sum(bad);  // its barriers also publish the cached row
   if (bad != 0) {
-    if (threadIdx.x == 0) {
-      SqRowStats r = {0.0, 0.0, 0.0f, 0, bad, 0};
-      stats[row] = r;
-    }
+    sq_block_row_non_finite(bad, &stats[row]);
     return;  // the whole block
   }
   const void* src = cache != 0 ? (const void*)cache : (const void*)((const unsigned char*)x + base * sq_dtype_bytes(dtype));

@@ -474,6 +474,15 @@ SQ_DEVICE int sq_block_sum(int v) {
   return r;
 }
 
+// The stats of a row holding NaN or infinity, for kernels that give a block one row: only nonFinite, the
+// block's count (> 0), which sends the shard to the CPU backend. Thread 0 writes.
+SQ_DEVICE void sq_block_row_non_finite(int bad, SqRowStats* out) {
+  if (threadIdx.x == 0) {
+    SqRowStats s = {0.0, 0.0, 0.0f, 0, bad, 0};
+    *out = s;
+  }
+}
+
 // One block's verification sums of a row, fed tile by tile (SQ_TERM_TILE elements at most, in row order).
 struct SqTermSums {
   double* tiles;  // the dynamic shared memory's first SQ_TERM_TILE_BYTES

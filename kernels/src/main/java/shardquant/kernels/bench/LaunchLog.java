@@ -7,13 +7,14 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 import shardquant.kernels.backend.cuda.CudaDevice;
+import shardquant.kernels.backend.cuda.ForwardingCudaDevice;
 
 /**
  * A {@link CudaDevice} that forwards every call and remembers each kernel's distinct launch
  * configurations (grid, block, dynamic shared memory) with their launch counts, for {@link CudaBench}'s
  * lines: what a GPU run must show first is how much of the GPU each launch can fill.
  */
-final class LaunchLog implements CudaDevice {
+final class LaunchLog extends ForwardingCudaDevice {
   /** One launch shape of a kernel. */
   record Config(int grid, int block, int dynamicShared) {}
 
@@ -21,6 +22,7 @@ final class LaunchLog implements CudaDevice {
   private final Map<String, Map<Config, Integer>> launches = new TreeMap<>();
 
   LaunchLog(CudaDevice d) {
+    super(d);
     this.d = d;
   }
 
@@ -49,66 +51,6 @@ final class LaunchLog implements CudaDevice {
     synchronized (this) {
       launches.computeIfAbsent(kernel, k -> new LinkedHashMap<>()).merge(new Config(gridX, blockX, dynamicSharedBytes), 1, Integer::sum);
     }
-    d.launch(s, kernel, gridX, blockX, dynamicSharedBytes, args);
-  }
-
-  @Override
-  public String description() {
-    return d.description();
-  }
-
-  @Override
-  public Memory alloc(long bytes) {
-    return d.alloc(bytes);
-  }
-
-  @Override
-  public Pinned allocPinned(long bytes) {
-    return d.allocPinned(bytes);
-  }
-
-  @Override
-  public Stream stream() {
-    return d.stream();
-  }
-
-  @Override
-  public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
-    d.copyToDevice(src, srcOffset, dst, bytes, s);
-  }
-
-  @Override
-  public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
-    d.copyToHost(src, dst, dstOffset, bytes, s);
-  }
-
-  @Override
-  public void synchronize(Stream s) {
-    d.synchronize(s);
-  }
-
-  @Override
-  public Event event() {
-    return d.event();
-  }
-
-  @Override
-  public void record(Event e, Stream s) {
-    d.record(e, s);
-  }
-
-  @Override
-  public void waitEvent(Stream s, Event e) {
-    d.waitEvent(s, e);
-  }
-
-  @Override
-  public void synchronize(Event e) {
-    d.synchronize(e);
-  }
-
-  @Override
-  public FunctionAttributes attributes(String kernel) {
-    return d.attributes(kernel);
+    super.launch(s, kernel, gridX, blockX, dynamicSharedBytes, args);
   }
 }

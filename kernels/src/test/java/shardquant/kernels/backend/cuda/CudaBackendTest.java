@@ -216,71 +216,17 @@ class CudaBackendTest {
   }
 
   /** A device that forwards every call. */
-  private static class ForwardingDevice implements CudaDevice {
+  private static class ForwardingDevice extends ForwardingCudaDevice {
     private final CudaDevice d;
 
     ForwardingDevice(CudaDevice d) {
+      super(d);
       this.d = d;
     }
 
     @Override
     public String description() {
       return "forwarding to " + d.description();
-    }
-
-    @Override
-    public Memory alloc(long bytes) {
-      return d.alloc(bytes);
-    }
-
-    @Override
-    public Pinned allocPinned(long bytes) {
-      return d.allocPinned(bytes);
-    }
-
-    @Override
-    public Stream stream() {
-      return d.stream();
-    }
-
-    @Override
-    public void copyToDevice(Pinned src, long srcOffset, Ptr dst, long bytes, Stream s) {
-      d.copyToDevice(src, srcOffset, dst, bytes, s);
-    }
-
-    @Override
-    public void copyToHost(Ptr src, Pinned dst, long dstOffset, long bytes, Stream s) {
-      d.copyToHost(src, dst, dstOffset, bytes, s);
-    }
-
-    @Override
-    public void launch(Stream s, String kernel, int gridX, int blockX, int dynamicSharedBytes, Object... args) {
-      d.launch(s, kernel, gridX, blockX, dynamicSharedBytes, args);
-    }
-
-    @Override
-    public void synchronize(Stream s) {
-      d.synchronize(s);
-    }
-
-    @Override
-    public Event event() {
-      return d.event();
-    }
-
-    @Override
-    public void record(Event e, Stream s) {
-      d.record(e, s);
-    }
-
-    @Override
-    public void waitEvent(Stream s, Event e) {
-      d.waitEvent(s, e);
-    }
-
-    @Override
-    public void synchronize(Event e) {
-      d.synchronize(e);
     }
   }
 }
