@@ -104,7 +104,7 @@ public final class FileAssembler implements Serializable {
             stats.computeIfAbsent(t.index(), i -> new QuantStats()).merge(p.stats());
           }
           nanos.merge(t.index(), p.nanos(), Long::sum);
-          backends.merge(t.index(), p.backend(), (a, b) -> a.equals(b) ? a : a + "+" + b);
+          backends.merge(t.index(), p.backend(), FileAssembler::bothBackends);
           failIfAsked(f, ++pieces);
         }
         checkComplete(f, written);
@@ -159,6 +159,17 @@ public final class FileAssembler implements Serializable {
         ? new TensorReport(name, r.sqnrDb(), r.maxAbsError(), r.clippedFraction(), r.elements(), r.nonFinite(), r.backend(), nanos)
         : new TensorReport(name, Double.NaN, Float.NaN, Double.NaN, t.input().rows() * t.input().cols(), 0,
             ShardQuantizer.REPACK_BACKEND, nanos);
+  }
+
+  /**
+   * The backends of a tensor whose shards different backends quantized (a kernel that failed mid-job
+   * hands its recipe to the reference): each named once, sorted, so the name does not depend on the
+   * order the shards arrived in ({@code cpu-simd+reference}).
+   */
+  static String bothBackends(String a, String b) {
+    java.util.TreeSet<String> names = new java.util.TreeSet<>(List.of(a.split("\\+")));
+    names.addAll(List.of(b.split("\\+")));
+    return String.join("+", names);
   }
 
   /** CRC-32C of every stored tensor, combined from the runs written (its pieces arrived in any order). */

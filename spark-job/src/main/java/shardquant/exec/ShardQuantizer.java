@@ -81,7 +81,7 @@ public final class ShardQuantizer implements Serializable {
   public List<Tuple2<Integer, ShardPayload>> quantize(int[] group) throws IOException {
     List<Tuple2<Integer, ShardPayload>> out = new ArrayList<>();
     Backend b = TaskGpu.backend(backend, Plan.recipes(plan.config()));
-    String used = plan.config() == null ? REPACK_BACKEND : b.nameFor(plan.config().recipe());
+    String taskBackend = plan.config() == null ? REPACK_BACKEND : b.nameFor(plan.config().recipe());
     try (OpenFiles inputs = new OpenFiles(Storage.executorConf()); BufferAllocator alloc = ArrowMemory.child("quantize-" + group[0]);
         ShardWriter writer = token == null ? null : new ShardWriter(plan, outputDir, token)) {
       for (int s : group) {
@@ -89,6 +89,7 @@ public final class ShardQuantizer implements Serializable {
         Plan.Tensor t = plan.tensorOf(shard);
         long start = System.nanoTime();
         QuantStats stats = t.quantized() ? new QuantStats() : null;
+        String used = null; // the backend that quantized this shard; a copy or repack names its own
         byte[] ipc;
         Crc32c.Runs written = null;
         if (t.action() == Plan.Action.REPACK) {
@@ -109,6 +110,8 @@ public final class ShardQuantizer implements Serializable {
                 checkFinite(t.input(), shard, rows);
                 throw e;
               }
+              // asked after the shard: a kernel that failed on it has handed it (and the recipe) to the reference
+              used = b.nameFor(plan.config().recipe());
               for (Plan.StoredPart p : t.parts()) {
                 parts.add(new ShardPart(p.key(), p.rowDim(), q.part(p.dataName())));
               }
@@ -121,7 +124,7 @@ public final class ShardQuantizer implements Serializable {
           shardquant.common.TestPause.onExecutor("quantize", s == group[0] && TaskContext.getPartitionId() == 0);
         }
         out.add(new Tuple2<>(t.file(), new ShardPayload(s, ipc, stats, System.nanoTime() - start,
-            t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used, written)));
+            t.action() == Plan.Action.REPACK ? REPACK_BACKEND : used != null ? used : taskBackend, written)));
       }
     }
     return out;

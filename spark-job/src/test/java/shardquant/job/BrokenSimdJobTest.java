@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.logging.Handler;
 import java.util.logging.Level;
@@ -22,6 +23,7 @@ import shardquant.commit.OutputDir;
 import shardquant.kernels.select.Backends;
 import shardquant.kernels.backend.BrokenBackend;
 import shardquant.kernels.backend.BrokenBackend.Fault;
+import shardquant.kernels.backend.simd.SimdBackend;
 import shardquant.kernels.quant.Recipe;
 
 /**
@@ -71,6 +73,15 @@ class BrokenSimdJobTest {
     Backends.installCpu(BrokenBackend.simd(Fault.WRONG_BYTE, Recipe.INT8_WEIGHT_ONLY));
     assertWritesTheReferenceBytes("int8-weight-only", "differs");
     assertEquals("cpu-simd", Backends.cpu().nameFor(Recipe.INT8_DYNAMIC), "only the broken recipe is off");
+  }
+
+  @Test
+  void aKernelThatThrowsMidJobCostsSpeedAndIsReportedAsTheReference() throws IOException {
+    // passes the self-check (its samples carry no origin), throws on every shard of the job (they do)
+    Backends.installCpu(new BrokenBackend(new SimdBackend(), Fault.NO_SUCH_METHOD, EnumSet.of(Recipe.INT8_WEIGHT_ONLY),
+        t -> t.origin() != null));
+    // every tensor names the reference, also those whose task started before the kernel went off
+    assertWritesTheReferenceBytes("int8-weight-only", "java.lang.NoSuchMethodError");
   }
 
   private void assertWritesTheReferenceBytes(String recipe, String reason) throws IOException {
