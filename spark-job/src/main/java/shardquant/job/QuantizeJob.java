@@ -46,6 +46,7 @@ import shardquant.plan.Planner;
  * {@link UserError}, from the driver or from any executor.
  */
 public final class QuantizeJob {
+  private static final System.Logger LOG = System.getLogger(QuantizeJob.class.getName());
   /** Embedded Spark when no master is given: all cores, and Spark's retries (local mode otherwise never retries a task). */
   public static final String LOCAL_MASTER = "local[*,4]";
   /** Test hook: the driver halts (as if killed) after the files are written and before the commit. */
@@ -150,7 +151,16 @@ public final class QuantizeJob {
             ? firstPass(sc, plan, groups, o.backend()) : Map.of();
         if (token != null) { // made here, once: a task never creates one (see ShardWriter)
           for (int f : build) {
-            java.nio.file.Files.createFile(ShardWriter.tempFile(outputDir, plan.files().get(f).name(), token));
+            java.nio.file.Path temp = ShardWriter.tempFile(outputDir, plan.files().get(f).name(), token);
+            try {
+              java.nio.file.Files.createFile(temp);
+            } catch (IOException e) {
+              if (Storage.isNoSpace(e)) {
+                throw new UserError(o.output() + ": no space left on the device to create " + temp.getFileName() + " ("
+                    + Storage.firstLine(e) + "); free some space or give another output directory");
+              }
+              throw e;
+            }
           }
         }
         ShardQuantizer quantizer = new ShardQuantizer(plan, globals, o.dumpShards(), o.backend(), outputDir, token);
@@ -174,7 +184,12 @@ public final class QuantizeJob {
       } finally {
         if (token != null) { // a committed file was renamed away; what is left is a failed job's
           for (int f : build) {
-            java.nio.file.Files.deleteIfExists(ShardWriter.tempFile(outputDir, plan.files().get(f).name(), token));
+            java.nio.file.Path temp = ShardWriter.tempFile(outputDir, plan.files().get(f).name(), token);
+            try {
+              java.nio.file.Files.deleteIfExists(temp);
+            } catch (IOException e) { // hidden, and the next run removes it: the job's own error is the one to say
+              LOG.log(System.Logger.Level.WARNING, "shardquant: could not remove " + temp + ": " + Storage.firstLine(e));
+            }
           }
         }
       }
