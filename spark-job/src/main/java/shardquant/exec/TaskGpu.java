@@ -1,5 +1,6 @@
 package shardquant.exec;
 
+import java.util.Collection;
 import java.util.Map;
 import org.apache.spark.SparkContext;
 import org.apache.spark.SparkEnv;
@@ -9,6 +10,7 @@ import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerApplicationEnd;
 import shardquant.kernels.backend.Backend;
 import shardquant.kernels.backend.cuda.CudaDevices;
+import shardquant.kernels.quant.Recipe;
 import shardquant.kernels.select.Backends;
 
 /**
@@ -29,7 +31,7 @@ public final class TaskGpu {
    * job's {@link #TASKS_PER_GPU} (it counts where this JVM's GPU backend starts: one per GPU per JVM);
    * where this call starts the CPU backend, only the job's {@code recipes} are self-checked up front.
    */
-  static Backend backend(String backend, java.util.Collection<shardquant.kernels.quant.Recipe> recipes) {
+  static Backend backend(String backend, Collection<Recipe> recipes) {
     SparkEnv env = SparkEnv.get();
     return Backends.forName(backend, ordinal(TaskContext.get(), System.getenv("CUDA_VISIBLE_DEVICES")),
         tasksPerGpu(env == null ? null : env.conf().get(TASKS_PER_GPU, null)), recipes);

@@ -9,10 +9,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
-import java.util.logging.Handler;
-import java.util.logging.Level;
-import java.util.logging.LogRecord;
-import java.util.logging.Logger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -21,6 +17,7 @@ import shardquant.JobTestSupport;
 import shardquant.JobTestSupport.Run;
 import shardquant.commit.OutputDir;
 import shardquant.kernels.select.Backends;
+import shardquant.kernels.select.BackendsLog;
 import shardquant.kernels.backend.BrokenBackend;
 import shardquant.kernels.backend.BrokenBackend.Fault;
 import shardquant.kernels.backend.simd.SimdBackend;
@@ -33,32 +30,19 @@ import shardquant.kernels.quant.Recipe;
  * and the reason. Local-mode executors share this JVM, so the broken backend installed here is theirs.
  */
 class BrokenSimdJobTest {
-  private static final Logger BACKENDS = Logger.getLogger(Backends.class.getName());
-  private final List<LogRecord> logged = new ArrayList<>();
-  private final Handler capture = new Handler() {
-    @Override
-    public void publish(LogRecord r) {
-      logged.add(r);
-    }
-
-    @Override
-    public void flush() {}
-
-    @Override
-    public void close() {}
-  };
+  private BackendsLog log;
 
   @TempDir
   Path tmp;
 
   @BeforeEach
   void listen() {
-    BACKENDS.addHandler(capture);
+    log = new BackendsLog();
   }
 
   @AfterEach
   void restore() {
-    BACKENDS.removeHandler(capture);
+    log.close();
     Backends.installCpu(null); // the next job chooses (and checks) the real SIMD backend again
   }
 
@@ -96,7 +80,7 @@ class BrokenSimdJobTest {
         .forEach(b -> backends.add(b.asText()));
     assertTrue(backends.contains("reference") && backends.stream().allMatch(b -> b.equals("reference") || b.equals("copy")),
         backends.toString());
-    List<String> warnings = logged.stream().filter(r -> r.getLevel() == Level.WARNING).map(LogRecord::getMessage).toList();
+    List<String> warnings = log.warnings();
     assertEquals(1, warnings.size(), warnings.toString());
     String line = warnings.get(0);
     assertTrue(line.contains("Java " + System.getProperty("java.version")) && line.contains(recipe) && line.contains(reason)

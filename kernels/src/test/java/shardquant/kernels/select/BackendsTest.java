@@ -6,13 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Random;
-import java.util.logging.Handler;
-import java.util.logging.LogRecord;
-import java.util.logging.Logger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -36,34 +32,21 @@ import shardquant.kernels.verify.QuantStats;
  * for that shard and after.
  */
 class BackendsTest {
-  private static final Logger BACKENDS = Logger.getLogger(Backends.class.getName());
-  private final List<String> logged = new ArrayList<>();
-  private final Handler capture = new Handler() {
-    @Override
-    public void publish(LogRecord r) {
-      logged.add(r.getLevel() + " " + r.getMessage());
-    }
-
-    @Override
-    public void flush() {}
-
-    @Override
-    public void close() {}
-  };
+  private BackendsLog log;
 
   @BeforeEach
   void listen() {
-    BACKENDS.addHandler(capture);
+    log = new BackendsLog();
   }
 
   @AfterEach
   void restore() {
-    BACKENDS.removeHandler(capture);
+    log.close();
     Backends.installCpu(null); // the next cpu() chooses (and checks) the real SIMD backend again
   }
 
   private List<String> warnings() {
-    return logged.stream().filter(l -> l.startsWith("WARNING ")).toList();
+    return log.warnings();
   }
 
   @Test
@@ -86,7 +69,7 @@ class BackendsTest {
     String problem = Backends.simdProblem();
     assertNotNull(problem);
     assertTrue(problem.contains("java.lang.NoSuchMethodError") && problem.contains("fromByteBuffer"), problem);
-    assertEquals(1, warnings().size(), logged.toString());
+    assertEquals(1, warnings().size(), log.toString());
     String line = warnings().get(0);
     assertTrue(line.contains("Java " + System.getProperty("java.version")) && line.contains("NoSuchMethodError")
         && !line.contains("\n"), line);
@@ -104,7 +87,7 @@ class BackendsTest {
     assertSameAsReference(cpu, w, QuantConfig.of(Recipe.INT8_DYNAMIC));
     assertEquals("reference", cpu.nameFor(Recipe.INT8_DYNAMIC));
     assertEquals("cpu-simd", cpu.nameFor(Recipe.INT8_WEIGHT_ONLY));
-    assertEquals(1, warnings().size(), logged.toString());
+    assertEquals(1, warnings().size(), log.toString());
     String line = warnings().get(0);
     assertTrue(line.contains("Java " + System.getProperty("java.version")) && line.contains("int8-dynamic")
         && line.contains("differs") && !line.contains("int8-weight-only"), line);
@@ -116,7 +99,7 @@ class BackendsTest {
     Backend cpu = Backends.cpu();
     assertEquals("reference", cpu.nameFor(Recipe.INT8_WEIGHT_ONLY));
     assertEquals("cpu-simd", cpu.nameFor(Recipe.INT8_DYNAMIC));
-    assertEquals(1, warnings().size(), logged.toString());
+    assertEquals(1, warnings().size(), log.toString());
     String line = warnings().get(0);
     assertTrue(line.contains("Java " + System.getProperty("java.version")) && line.contains("int8-weight-only")
         && line.contains("differs") && !line.contains("int8-dynamic"), line);
@@ -137,8 +120,8 @@ class BackendsTest {
     assertSameAsReference(cpu, SimdDifferential.random(DType.BF16, 65, 64, new Random(2)), c); // stats counted once
     assertEquals("reference", cpu.nameFor(Recipe.INTX_WEIGHT_ONLY));
     assertSameAsReference(cpu, SimdDifferential.random(DType.F16, 70, 96, new Random(3)), c);
-    assertEquals(1, warnings().size(), logged.toString());
-    assertTrue(warnings().get(0).contains("intx-weight-only") && warnings().get(0).contains("NoSuchMethodError"), logged.toString());
+    assertEquals(1, warnings().size(), log.toString());
+    assertTrue(warnings().get(0).contains("intx-weight-only") && warnings().get(0).contains("NoSuchMethodError"), log.toString());
   }
 
   @Test
